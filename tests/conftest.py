@@ -1,0 +1,59 @@
+"""Shared fixtures: a fresh PostgreSQL database and an isolated MQTT topic space per test.
+
+Tests talk to a real PostgreSQL (CITYWATCH_TEST_PG, default the local server) and a real
+Mosquitto (CITYWATCH_TEST_MQTT, default 127.0.0.1:1883). Each test gets its own database
+and its own topic prefix and client ids, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from citywatch import app, config as config_mod
+from citywatch.config import AppConfig
+
+ADMIN_URL = os.environ.get("CITYWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+MQTT_URL = os.environ.get("CITYWATCH_TEST_MQTT", "mqtt://127.0.0.1:1883")
+
+
+def _db_url(name: str) -> str:
+    base, _, _ = ADMIN_URL.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest.fixture
+def database_url() -> str:
+    """An empty database, dropped after the test."""
+    name = f"cwtest_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield _db_url(name)
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def config(database_url: str, tmp_path: Path) -> AppConfig:
+    """Configuration for one test: its own database, data directory, topics and client ids."""
+    tag = uuid.uuid4().hex[:8]
+    cfg = config_mod.load(env={})
+    cfg.database.url = database_url
+    cfg.mqtt.url = MQTT_URL
+    cfg.mqtt.topic_prefix = f"cwtest-{tag}/v1"
+    cfg.mqtt.client_id = f"cwtest-{tag}-collector"
+    cfg.mqtt.shared_group = f"cwtest-{tag}"
+    cfg.data_dir = str(tmp_path / "data")
+    return cfg
+
+
+@pytest.fixture
+def db(config: AppConfig):
+    """The test database, migrated, with the demo registry loaded."""
+    database = app.open_database(config)
+    yield database
+    database.close()
