@@ -2,34 +2,93 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
 class QualityConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    working_width: int = Field(
+        640, ge=64, title="Width (px) frames are scaled to before measuring",
+        description="Sharpness depends on resolution; measuring every frame at one width makes "
+        "one threshold mean the same for every camera.",
+    )
     min_sharpness: float = Field(
         40.0, ge=0, title="Least variance of the Laplacian for a frame fit as evidence"
     )
     min_brightness: float = Field(35.0, ge=0, le=255, title="Darkest mean grey level accepted")
     max_brightness: float = Field(225.0, ge=0, le=255, title="Brightest mean grey level accepted")
+    max_clipped: float = Field(
+        0.25, ge=0, le=1, title="Largest share of pixels at pure black or white",
+        description="Over- or under-exposed frames lose the detail an officer must see.",
+    )
     min_width: int = Field(320, ge=1, title="Narrowest frame accepted (px)")
     min_height: int = Field(240, ge=1, title="Lowest frame accepted (px)")
+
+
+class IntakeConfig(BaseModel):
+    """What a frame must be to enter the queue at all (bytes are limited by ingest)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_pixels: int = Field(
+        40_000_000, ge=1, title="Largest image accepted (width x height)",
+        description="Checked from the JPEG header before decoding, so a decompression bomb is "
+        "rejected without allocating its pixels.",
+    )
+    max_hfov_deg: float = Field(170.0, gt=0, lt=180, title="Widest plausible horizontal FOV")
+    max_alt_m: float = Field(
+        500.0, gt=0, title="Highest plausible drone height above ground (m)"
+    )
+
+
+class ZoneConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tolerance_m: float = Field(
+        1.5, ge=0, title="Largest distance (m) to a zone still counted as inside it",
+        description="Georeferencing error near zone edges; 0 means strictly inside.",
+    )
+    priority: list[Literal["frontage", "permit", "site"]] = Field(
+        ["frontage", "permit", "site"], title="Order in which overlapping zones win"
+    )
 
 
 class DetectorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = Field(True, title="Run detector workers in `citywatch run`")
+    backend: str = Field(
+        "yolo", title="Detector backend", description="A key of detectors.base.BACKENDS."
+    )
     weights: str = Field(
         "detectors/models/citywatch-default.onnx",
         title="Model weights",
         description=".pt (torch) or .onnx (ONNX Runtime, the CPU default). Relative paths are "
         "resolved against the project root.",
     )
+    device: str = Field("cpu", title="Inference device", description="cpu, cuda:0, ...")
     imgsz: int = Field(640, ge=32, title="Inference image size (px)")
     confidence: float = Field(0.25, gt=0, lt=1, title="Lowest confidence kept")
+    iou: float = Field(0.5, gt=0, lt=1, title="Non-maximum suppression IoU")
     batch_size: int = Field(8, ge=1, title="Frames per inference batch")
     workers: int = Field(1, ge=0, title="Worker threads in `citywatch run`")
     max_attempts: int = Field(3, ge=1, title="Tries before a frame is marked failed")
+    poll_interval_s: float = Field(
+        0.2, gt=0, title="Wait between polls when the queue is empty (s)"
+    )
+    stale_after_s: float = Field(
+        120.0, gt=0, title="A claim older than this (s) is taken to belong to a dead worker",
+        description="Must exceed the longest batch; a live worker that overruns it loses its "
+        "claim and its late result is discarded, never written twice.",
+    )
+    anchor: Literal["center", "bottom"] = Field(
+        "center", title="Box point that is georeferenced",
+        description="center for objects flat on the ground seen from above; bottom for "
+        "upright objects seen obliquely.",
+    )
+    intake: IntakeConfig = Field(default_factory=IntakeConfig, title="Frame intake limits")
     quality: QualityConfig = Field(default_factory=QualityConfig, title="Evidence quality")
+    zones: ZoneConfig = Field(default_factory=ZoneConfig, title="Zone matching")

@@ -1,0 +1,127 @@
+"""Frame envelopes from cone cameras and drones -> evidence file + frames queue row.
+
+`decode_frame` is pure (no broker, no database, no disk): it checks the envelope, the
+header (event time; for drones the full pose), that the image is a JPEG within the byte
+and pixel limits that really decodes, and measures its evidence quality. Anything wrong
+raises `Rejected` with a reason code, so the collector dead-letters the raw message.
+`write_frames` then stores each image in the content-addressed evidence store before
+queueing its row, so a committed row always has its file.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from detectors.config import DetectorConfig
+from detectors.quality import measure
+from ingest import envelope
+from ingest.config import IngestConfig
+from ingest.decode import Message, number, text, timestamp
+from ingest.errors import Rejected
+from storage import frames as frames_repo
+from storage.evidence import EvidenceStore, sha256_of
+from storage.frames import Frame, Pose
+
+if TYPE_CHECKING:
+    from citywatch.config import AppConfig
+    from ingest.routes import Accepted, WriteOutcome
+
+POSE_FIELDS = ("lat", "lon", "alt_m", "heading_deg", "gimbal_pitch_deg", "hfov_deg")
+SOURCE_OF_KIND = {"drone_frame": "drone", "cone_frame": "cone"}
+
+
+@dataclass(frozen=True, slots=True)
+class FrameIn:
+    """A validated frame, its JPEG bytes and the evidence store they go to."""
+
+    frame: Frame
+    image: bytes
+    evidence_dir: Path
+
+
+def _pose(header: dict, cfg: DetectorConfig) -> Pose:
+    missing = [f for f in POSE_FIELDS if header.get(f) is None]
+    if missing:
+        raise Rejected("missing_pose", f"drone frame header lacks {', '.join(missing)}")
+    limits = cfg.intake
+    return Pose(
+        lat=number(header, "lat", low=-90, high=90),
+        lon=number(header, "lon", low=-180, high=180),
+        alt_m=number(header, "alt_m", low=0, high=limits.max_alt_m),
+        heading_deg=number(header, "heading_deg", low=0, high=360),
+        gimbal_pitch_deg=number(header, "gimbal_pitch_deg", low=-90, high=90),
+        hfov_deg=number(header, "hfov_deg", low=1, high=limits.max_hfov_deg),
+    )
+
+
+def _image(data: bytes, ingest_cfg: IngestConfig, cfg: DetectorConfig) -> np.ndarray:
+    if len(data) > ingest_cfg.max_frame_bytes:
+        raise Rejected("image_too_large",
+                       f"image of {len(data)} bytes, the limit is {ingest_cfg.max_frame_bytes}")
+    if not data.startswith(b"\xff\xd8\xff"):
+        raise Rejected("not_jpeg", f"image starts with {data[:4].hex() or 'nothing'}, "
+                                   "not the JPEG marker ffd8ff")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as probe:  # reads the header only
+                width, height, fmt = probe.width, probe.height, probe.format
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+        raise Rejected("not_jpeg", f"JPEG header unreadable: {exc}") from None
+    if fmt != "JPEG":
+        raise Rejected("not_jpeg", f"image is {fmt}, not JPEG")
+    if width * height > cfg.intake.max_pixels:
+        raise Rejected("too_many_pixels", f"{width}x{height} = {width * height} pixels, the "
+                                          f"limit is {cfg.intake.max_pixels}")
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if pixels is None or pixels.shape[:2] != (height, width):
+        raise Rejected("not_jpeg", "JPEG data does not decode (truncated or damaged)")
+    return pixels
+
+
+def decode_frame(msg: Message, config: AppConfig) -> FrameIn:
+    """Validate a frame envelope from a cone camera or drone; raise Rejected if unusable."""
+    ingest_cfg, cfg = config.ingest, config.detectors
+    source_kind = SOURCE_OF_KIND.get(msg.address.kind)
+    if source_kind is None:
+        raise Rejected("unsupported", f"{msg.address.kind!r} is not a frame topic")
+    env = envelope.decode(msg.payload)
+    header = env.header
+    ts = timestamp(header, msg.received_at, ingest_cfg)
+    pose = _pose(header, cfg) if source_kind == "drone" else None
+    mission_id = text(header, "mission_id", required=False)
+    pixels = _image(env.image, ingest_cfg, cfg)
+    quality = measure(pixels, cfg.quality)
+    frame = Frame(
+        sha256=sha256_of(env.image), ts=ts, received_at=msg.received_at,
+        source_kind=source_kind, source_id=msg.address.device_id,
+        width=quality.width, height=quality.height, bytes=len(env.image), pose=pose,
+        mission_id=mission_id, header=header, sharpness=quality.sharpness,
+        brightness=quality.brightness, clipped=quality.clipped,
+        fit_as_evidence=quality.fit, unfit_reason=quality.reason)
+    return FrameIn(frame, env.image, config.evidence_dir)
+
+
+def write_frames(conn, items: Sequence[Accepted]) -> WriteOutcome:
+    """The frame route's writer: evidence files first, then the queue rows (uncommitted).
+
+    Files go first, so a committed row always has its file; a crash in between leaves a
+    file without a row, which the redelivered message completes. A frame already queued
+    (same image, same event time) counts as a duplicate.
+    """
+    from ingest.routes import WriteOutcome
+
+    frames: list[FrameIn] = [a.record for a in items]
+    for f in frames:
+        EvidenceStore(f.evidence_dir).put(f.image)
+    new = frames_repo.insert_frames(conn, [f.frame for f in frames])
+    return WriteOutcome(stored=sum(new), duplicates=len(new) - sum(new))

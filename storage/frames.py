@@ -1,0 +1,288 @@
+"""The frames queue and the detections repository.
+
+A frame row is inserted once per (image sha256, event time) and waits as `pending`.
+Detector workers claim frames with `SELECT ... FOR UPDATE SKIP LOCKED` (any number of
+workers, on any machine, never the same frame twice at once), then write the frame's
+detections and mark it `done` in one transaction. The `done` update is fenced on the
+claim (`claimed_by` and `attempts`), so a worker whose claim was taken away after it
+looked dead cannot write a second set of detections. A frame that fails goes back to
+`pending` until it has used its attempts, then `failed` with its error. Claims held longer
+than the stale limit (the worker died) are handed back by `recover_stale`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from storage.errors import StorageError
+
+
+@dataclass(frozen=True, slots=True)
+class Pose:
+    """Where a drone camera was and where it looked (see detectors/georef.py)."""
+
+    lat: float
+    lon: float
+    alt_m: float  # above ground
+    heading_deg: float  # compass, clockwise from north
+    gimbal_pitch_deg: float  # -90 looks straight down
+    hfov_deg: float
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One image from a cone camera or a drone, with its quality measures."""
+
+    sha256: str
+    ts: datetime  # device (event) time
+    received_at: datetime
+    source_kind: str  # cone | drone | batch
+    source_id: str
+    width: int
+    height: int
+    bytes: int
+    pose: Pose | None = None
+    mission_id: str | None = None
+    header: dict[str, Any] = field(default_factory=dict)
+    sharpness: float | None = None
+    brightness: float | None = None
+    clipped: float | None = None
+    fit_as_evidence: bool | None = None
+    unfit_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedFrame:
+    """A frame a worker holds: the row plus the claim that fences its completion."""
+
+    frame: Frame
+    claimed_by: str
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """One object found in a frame, with where it is on the ground and whose zone it is in."""
+
+    class_id: int
+    class_name: str
+    confidence: float
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    lat: float | None = None
+    lon: float | None = None
+    subject_id: str | None = None
+    zone_kind: str = "none"  # frontage | site | permit | none
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """Which model produced a detection, down to the hash of its weights file."""
+
+    name: str
+    version: str
+    weights_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDetection:
+    """A detections row as read back."""
+
+    frame_sha256: str
+    frame_ts: datetime
+    det_index: int
+    source_kind: str
+    source_id: str
+    detection: Detection
+    fit_as_evidence: bool | None
+    model: ModelInfo
+
+
+_FRAME_COLS = (
+    "sha256", "ts", "received_at", "source_kind", "source_id", "mission_id", "lat", "lon",
+    "alt_m", "heading_deg", "gimbal_pitch_deg", "hfov_deg", "width", "height", "bytes",
+    "header", "sharpness", "brightness", "clipped", "fit_as_evidence", "unfit_reason",
+)
+_FRAME_SELECT = ", ".join(f"f.{c}" for c in _FRAME_COLS)
+
+DETECTION_COLUMNS = (
+    "frame_sha256", "frame_ts", "det_index", "source_kind", "source_id", "class_id",
+    "class_name", "confidence", "x1", "y1", "x2", "y2", "lat", "lon", "subject_id",
+    "zone_kind", "fit_as_evidence", "model_name", "model_version", "weights_sha256",
+)
+
+
+def _frame_params(f: Frame) -> tuple:
+    p = f.pose
+    return (f.sha256, f.ts, f.received_at, f.source_kind, f.source_id, f.mission_id,
+            p and p.lat, p and p.lon, p and p.alt_m, p and p.heading_deg,
+            p and p.gimbal_pitch_deg, p and p.hfov_deg, f.width, f.height, f.bytes,
+            Jsonb(f.header), f.sharpness, f.brightness, f.clipped, f.fit_as_evidence,
+            f.unfit_reason)
+
+
+def _frame_from_row(row: Sequence) -> Frame:
+    (sha, ts, received_at, kind, source, mission, lat, lon, alt, heading, pitch, hfov, w, h,
+     size, header, sharpness, brightness, clipped, fit, unfit) = row
+    pose = Pose(lat, lon, alt, heading, pitch, hfov) if lat is not None else None
+    return Frame(sha, ts, received_at, kind, source, w, h, size, pose, mission, header or {},
+                 sharpness, brightness, clipped, fit, unfit)
+
+
+def insert_frames(conn: psycopg.Connection, frames: Iterable[Frame]) -> list[bool]:
+    """Queue frames (pending); a frame already queued is left as it is.
+
+    Returns, per frame, whether it was new. Does not commit: the caller commits together
+    with the rest of its batch, then acknowledges the messages.
+    """
+    frames = list(frames)
+    if not frames:
+        return []
+    placeholders = ", ".join(["%s"] * len(_FRAME_COLS))
+    query = (f"INSERT INTO frames ({', '.join(_FRAME_COLS)}) VALUES ({placeholders}) "
+             "ON CONFLICT (sha256, ts) DO NOTHING RETURNING sha256")
+    new = []
+    with conn.cursor() as cur:
+        # psycopg errors pass through: the collector tells a refused row from a lost server.
+        cur.executemany(query, [_frame_params(f) for f in frames], returning=True)
+        while True:
+            new.append(cur.fetchone() is not None)
+            if not cur.nextset():
+                break
+    return new
+
+
+def claim(conn: psycopg.Connection, worker_id: str, limit: int) -> list[ClaimedFrame]:
+    """Claim up to `limit` pending frames, oldest received first, and commit the claim."""
+    rows = conn.execute(
+        f"""
+        UPDATE frames AS f
+           SET status = 'processing', attempts = f.attempts + 1,
+               claimed_by = %(worker)s, claimed_at = now()
+          FROM (SELECT sha256, ts FROM frames WHERE status = 'pending'
+                 ORDER BY received_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED) AS todo
+         WHERE f.sha256 = todo.sha256 AND f.ts = todo.ts
+        RETURNING {_FRAME_SELECT}, f.attempts
+        """,
+        {"worker": worker_id, "limit": limit},
+    ).fetchall()
+    conn.commit()
+    claimed = [ClaimedFrame(_frame_from_row(r[:-1]), worker_id, r[-1]) for r in rows]
+    claimed.sort(key=lambda c: c.frame.received_at)
+    return claimed
+
+
+def complete(conn: psycopg.Connection, claimed: ClaimedFrame, detections: Sequence[Detection],
+             model: ModelInfo) -> bool:
+    """Write the frame's detections and mark it done, in one transaction.
+
+    Returns False (writing nothing) when the claim is no longer this worker's: it was
+    judged stale and handed to another worker, whose result counts instead.
+    """
+    f = claimed.frame
+    try:
+        row = conn.execute(
+            "UPDATE frames SET status = 'done', processed_at = now(), last_error = NULL "
+            "WHERE sha256 = %s AND ts = %s AND status = 'processing' "
+            "AND claimed_by = %s AND attempts = %s RETURNING sha256",
+            (f.sha256, f.ts, claimed.claimed_by, claimed.attempts)).fetchone()
+        if row is None:
+            conn.rollback()
+            return False
+        if detections:
+            with conn.cursor() as cur, cur.copy(
+                    f"COPY detections ({', '.join(DETECTION_COLUMNS)}) FROM STDIN") as copy:
+                for i, d in enumerate(detections):
+                    copy.write_row((
+                        f.sha256, f.ts, i, f.source_kind, f.source_id, d.class_id,
+                        d.class_name, d.confidence, d.x1, d.y1, d.x2, d.y2, d.lat, d.lon,
+                        d.subject_id, d.zone_kind, f.fit_as_evidence, model.name,
+                        model.version, model.weights_sha256))
+        conn.commit()
+    except psycopg.Error as exc:
+        conn.rollback()
+        raise StorageError(f"cannot store detections of frame {f.sha256}: {exc}") from exc
+    return True
+
+
+def fail(conn: psycopg.Connection, claimed: ClaimedFrame, error: str, max_attempts: int) -> str | None:
+    """Record a failed try: back to pending while attempts remain, else `failed`.
+
+    Returns the new status, or None when the claim was no longer this worker's.
+    """
+    f = claimed.frame
+    row = conn.execute(
+        "UPDATE frames SET status = CASE WHEN attempts >= %s THEN 'failed' ELSE 'pending' END, "
+        "last_error = %s, claimed_by = NULL, claimed_at = NULL, "
+        "processed_at = CASE WHEN attempts >= %s THEN now() END "
+        "WHERE sha256 = %s AND ts = %s AND status = 'processing' AND claimed_by = %s "
+        "AND attempts = %s RETURNING status",
+        (max_attempts, error[:2000], max_attempts, f.sha256, f.ts, claimed.claimed_by,
+         claimed.attempts)).fetchone()
+    conn.commit()
+    return row[0] if row else None
+
+
+def recover_stale(conn: psycopg.Connection, stale_after_s: float, max_attempts: int) -> int:
+    """Hand back frames whose claim is older than `stale_after_s` (their worker died).
+
+    A frame that has used all its attempts this way is marked failed, so a frame that
+    kills every worker that touches it cannot stall the queue forever.
+    """
+    n = conn.execute(
+        "UPDATE frames SET "
+        " status = CASE WHEN attempts >= %(max)s THEN 'failed' ELSE 'pending' END,"
+        " last_error = 'claim by ' || coalesce(claimed_by, '?') || ' went stale',"
+        " claimed_by = NULL, claimed_at = NULL "
+        "WHERE status = 'processing' AND claimed_at < now() - make_interval(secs => %(s)s)",
+        {"max": max_attempts, "s": stale_after_s}).rowcount
+    conn.commit()
+    return n
+
+
+def status_counts(conn: psycopg.Connection) -> dict[str, int]:
+    """Frames per status (pending, processing, done, failed)."""
+    counts = dict.fromkeys(("pending", "processing", "done", "failed"), 0)
+    counts.update(dict(conn.execute("SELECT status, count(*) FROM frames GROUP BY status")))
+    return counts
+
+
+def get_frame(conn: psycopg.Connection, sha256: str) -> Frame | None:
+    """The first frame row with this image hash."""
+    row = conn.execute(f"SELECT {_FRAME_SELECT} FROM frames AS f WHERE sha256 = %s "
+                       "ORDER BY ts LIMIT 1", (sha256,)).fetchone()
+    return _frame_from_row(row) if row else None
+
+
+def frame_states(conn: psycopg.Connection) -> list[tuple[str, str, int, str | None]]:
+    """(sha256, status, attempts, last_error) of every frame, for operators and tests."""
+    return conn.execute(
+        "SELECT sha256, status, attempts, last_error FROM frames ORDER BY received_at").fetchall()
+
+
+def detections(conn: psycopg.Connection, *, frame_sha256: str | None = None,
+               source_id: str | None = None) -> list[StoredDetection]:
+    """Detections, optionally of one frame or one source, in frame then index order."""
+    where, params = [], []
+    if frame_sha256:
+        where.append("frame_sha256 = %s")
+        params.append(frame_sha256)
+    if source_id:
+        where.append("source_id = %s")
+        params.append(source_id)
+    rows = conn.execute(
+        "SELECT frame_sha256, frame_ts, det_index, source_kind, source_id, class_id, class_name,"
+        " confidence, x1, y1, x2, y2, lat, lon, subject_id, zone_kind, fit_as_evidence,"
+        " model_name, model_version, weights_sha256 FROM detections"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + " ORDER BY frame_ts, frame_sha256, det_index", params).fetchall()
+    return [StoredDetection(r[0], r[1], r[2], r[3], r[4], Detection(*r[5:16]), r[16],
+                            ModelInfo(*r[17:20])) for r in rows]
