@@ -1,7 +1,110 @@
-"""`citywatch` sub-commands of this part (filled in by the part's owner)."""
+"""`citywatch detect` (detector workers), `citywatch frames` (queue state) and the frame
+simulators `citywatch simulate-drone` / `citywatch simulate-cone`."""
 
 from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+
+from citywatch import app
+from citywatch.cli import emit, load_config
+
+log = logging.getLogger(__name__)
 
 
 def register(sub) -> None:
     """Add this part's sub-commands to the `citywatch` parser."""
+    p = sub.add_parser("detect", help="run detector workers on the frames queue")
+    p.add_argument("-n", "--workers", type=int, help="worker threads (default detectors.workers)")
+    p.add_argument("--batch-size", type=int, help="frames per inference batch")
+    p.add_argument("--weights", help="model weights (.pt or .onnx)")
+    p.add_argument("--until-empty", action="store_true", help="stop when the queue is empty")
+    p.set_defaults(func=detect)
+
+    p = sub.add_parser("frames", help="frames queue: counts per status")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=frames_status)
+
+    p = sub.add_parser("simulate-drone", help="fly a simulated drone over a street, publish frames")
+    p.add_argument("--street", default="ST-004", help="registry street id")
+    p.add_argument("--stalls", type=int, default=4, help="merchants with a stall outside")
+    p.add_argument("--drone", default="UAV-01", help="drone id (registry)")
+    p.add_argument("--alt", type=float, default=40.0, help="height above ground (m)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--realtime", action="store_true", help="publish at the frame interval")
+    p.set_defaults(func=simulate_drone)
+
+    p = sub.add_parser("simulate-cone", help="publish simulated cone-camera frames of a permit")
+    p.add_argument("--permit", default="P-001", help="registry permit id")
+    p.add_argument("--scenario", default="compliant",
+                   choices=("compliant", "cone_fallen", "no_helmet", "fence_missing"))
+    p.add_argument("--frames", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=simulate_cone)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def detect(args: argparse.Namespace) -> int:
+    from detectors.worker import run_workers
+
+    cfg = load_config(args)
+    updates = {k: v for k, v in (("batch_size", args.batch_size), ("weights", args.weights))
+               if v is not None}
+    if updates:
+        cfg.detectors = cfg.detectors.model_copy(update=updates)
+    db = app.open_database(cfg, name="citywatch-detect")
+    try:
+        run_workers(cfg, db, _stop_on_signals(), n=args.workers, until_empty=args.until_empty)
+    finally:
+        db.close()
+    return 0
+
+
+def frames_status(args: argparse.Namespace) -> int:
+    from storage import frames as frames_repo
+
+    cfg = load_config(args)
+    db = app.open_database(cfg)
+    with db.connection() as conn:
+        counts = frames_repo.status_counts(conn)
+    db.close()
+    emit(counts, args.json, "\n".join(f"{k:<12} {v:>10,}" for k, v in counts.items()))
+    return 0
+
+
+def _broker_url(cfg) -> str:
+    if not cfg.mqtt.url:
+        raise SystemExit("simulators need mqtt.url (or CITYWATCH_MQTT_URL) to reach the broker")
+    return cfg.mqtt.url
+
+
+def simulate_drone(args: argparse.Namespace) -> int:
+    from simulators.drone import simulate_drone as fly
+
+    cfg = load_config(args)
+    flight = fly(_broker_url(cfg), cfg.mqtt.topic_prefix, cfg.resolve(cfg.registry.directory),
+                 street_id=args.street, stalls=args.stalls, drone_id=args.drone, seed=args.seed,
+                 realtime=args.realtime, alt_m=args.alt)
+    print(f"{flight.drone_id} mission {flight.mission_id}: {len(flight.frames)} frames over "
+          f"{flight.street_id}; stalls outside " + ", ".join(s.subject_id for s in flight.stalls()))
+    return 0
+
+
+def simulate_cone(args: argparse.Namespace) -> int:
+    from citywatch.registry import load as load_registry
+    from simulators.cone import cone_frames, publish_cone_frames
+
+    cfg = load_config(args)
+    frames = cone_frames(load_registry(cfg.resolve(cfg.registry.directory)), args.permit,
+                         scenario=args.scenario, frames=args.frames, seed=args.seed)
+    publish_cone_frames(frames, _broker_url(cfg), cfg.mqtt.topic_prefix)
+    print(f"{len(frames)} {args.scenario} frames from {frames[0].camera_id} at {args.permit}")
+    return 0
