@@ -42,18 +42,49 @@ class MqttConfig(BaseModel):
         title="Receive Maximum",
         description="Unacknowledged QoS 1 messages the broker may send before waiting for acks.",
     )
+    session_expiry_s: int = Field(
+        7 * 24 * 3600,
+        ge=0,
+        title="Session expiry (s)",
+        description="How long the broker keeps the collector's session (subscriptions and queued "
+        "messages) while it is disconnected (MQTT 5 Session Expiry Interval).",
+    )
     keepalive_s: int = Field(30, ge=5, title="Keepalive (s)")
     reconnect_min_s: float = Field(0.5, gt=0, title="First reconnect delay (s)")
     reconnect_max_s: float = Field(30.0, gt=0, title="Longest reconnect delay (s)")
     ca_file: str | None = Field(None, title="CA bundle for mqtts:// (system store if empty)")
+    broker_max_queued: int = Field(
+        1_000_000,
+        ge=0,
+        title="Private broker: queued messages per client",
+        description="max_queued_messages of the private Mosquitto started when no URL is "
+        "configured (Mosquitto's default of 1000 drops QoS 1 messages for a collector that is "
+        "down or busy for longer than a second of traffic). 0: no limit.",
+    )
 
 
 class IngestConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     batch_size: int = Field(500, ge=1, title="Rows per batch commit")
+    batch_max_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, title="Payload bytes per batch commit",
+        description="Frames are large: a batch is also closed when its payloads reach this size.",
+    )
     batch_interval_s: float = Field(
         0.2, gt=0, title="Longest wait before a partial batch is committed (s)"
+    )
+    queue_size: int = Field(
+        4000, ge=1, title="Messages held between the MQTT thread and the writer",
+        description="Bounded: when full the MQTT thread waits, and the broker stops sending "
+        "once Receive Maximum messages are unacknowledged.",
+    )
+    db_retry_min_s: float = Field(0.2, gt=0, title="First retry delay after a database error (s)")
+    db_retry_max_s: float = Field(10.0, gt=0, title="Longest retry delay after a database error (s)")
+    device_refresh_s: float = Field(
+        30.0, gt=0, title="Registry refresh interval (s)",
+        description="A message from a device not in the cached registry reloads the devices "
+        "table at most this often before it is dead-lettered as unknown_device.",
     )
     max_payload_bytes: int = Field(
         65536, ge=256, title="Largest sensor payload accepted (bytes)"
@@ -69,3 +100,10 @@ class IngestConfig(BaseModel):
     )
     max_fume_mg_m3: float = Field(200.0, gt=0, title="Largest plausible fume concentration")
     max_dust_ug_m3: float = Field(20000.0, gt=0, title="Largest plausible PM / TSP value")
+    max_noise_dba: float = Field(200.0, gt=0, title="Largest plausible noise level (dBA)")
+    max_wind_ms: float = Field(100.0, gt=0, title="Largest plausible wind speed (m/s)")
+    drone_alt_range_m: tuple[float, float] = Field(
+        (-100.0, 1000.0), title="Plausible drone altitude above ground (m)",
+        description="Telemetry outside this range is out_of_range (the legal ceiling of 120 m "
+        "is a rule matter, not a reason to refuse the record).",
+    )

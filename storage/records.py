@@ -106,3 +106,12 @@ class DeadLetter:
     reason: str  # a reason code, e.g. not_json, bad_type, unknown_device
     detail: str = ""
     collector_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatus:
+    """A device's last will / birth message: `online` or `offline`, as the collector saw it."""
+
+    device_id: str
+    status: str  # online | offline
+    changed_at: datetime

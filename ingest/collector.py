@@ -1,0 +1,448 @@
+"""The MQTT collector: messages in, committed rows out, acknowledged only after commit.
+
+One paho-mqtt client per collector (QoS 1, fixed client id, persistent session, manual
+acknowledgement) hands each message to a bounded queue; one writer thread takes batches
+(closed by count, payload bytes or time), decodes them through the route table, writes
+rows and dead letters in one transaction, commits, and only then acknowledges the
+messages. A crash before the commit therefore loses nothing: the broker still holds the
+unacknowledged messages in the session and sends them again, and identity (device, ts)
+makes the repeat harmless.
+
+Database loss: the batch is kept and retried with backoff until it commits; nothing is
+acknowledged meanwhile. Broker loss: paho reconnects with backoff and the persistent
+session resumes; acknowledgements of messages from a previous connection are not sent
+(packet ids are per connection), those messages come again and count as duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from psycopg_pool import PoolTimeout
+
+from citywatch.config import AppConfig
+from ingest import mqtturl
+from ingest.decode import Message, parse_topic
+from ingest.errors import IngestError, Rejected
+from ingest.routes import ROUTES, Accepted, Route
+from storage import readings as store
+from storage.db import Database
+from storage.errors import StorageError
+from storage.records import DeadLetter
+
+log = logging.getLogger(__name__)
+
+# Errors after which the same batch may well succeed later: connection loss, server restart,
+# pool exhaustion. Anything else psycopg raises means this data cannot be written.
+_TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout, StorageError)
+
+
+@dataclass(frozen=True, slots=True)
+class _Inbound:
+    topic: str
+    payload: bytes
+    received_at: datetime
+    received_mono: float
+    mid: int
+    qos: int
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What one commit stored: handed to `on_commit` observers (benchmarks, the service)."""
+
+    records: tuple[Any, ...]
+    dead_letters: int
+    committed_at: datetime
+    committed_mono: float
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorStats:
+    """A snapshot of a collector's counters."""
+
+    client_id: str
+    connected: bool
+    connects: int
+    received: int
+    stored: int
+    duplicates: int
+    dead_letters: dict[str, int]
+    batches: int
+    acked: int
+    stale_acks_skipped: int
+    db_errors: int
+    queued: int
+    commit_latency_p50_s: float | None
+    commit_latency_p99_s: float | None
+
+    @property
+    def dead_lettered(self) -> int:
+        return sum(self.dead_letters.values())
+
+
+def _percentile(sorted_values: Sequence[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+@dataclass
+class _Counters:
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    batches: int = 0
+    acked: int = 0
+    stale_acks_skipped: int = 0
+    db_errors: int = 0
+    connects: int = 0
+    dead_letters: Counter = field(default_factory=Counter)
+    latencies: deque = field(default_factory=lambda: deque(maxlen=20000))
+
+
+class Collector:
+    """Subscribe to every contract topic under the prefix and store what arrives.
+
+    `start()` connects and returns; `stop(timeout)` stops taking messages, commits and
+    acknowledges what it holds, and disconnects (the session keeps anything not taken).
+    """
+
+    def __init__(self, config: AppConfig, db: Database, *, client_id: str | None = None,
+                 routes: dict[str, Route] | None = None,
+                 on_commit: Callable[[Committed], None] | None = None):
+        self.config = config
+        self.db = db
+        self.client_id = client_id or config.mqtt.client_id
+        self.routes = ROUTES if routes is None else routes
+        self.on_commit = on_commit
+        if not config.mqtt.url:
+            raise IngestError("no broker URL: configure mqtt.url or start one with "
+                              "ingest.broker.ensure_broker")
+        self.address = mqtturl.parse(config.mqtt.url)
+        self._queue: queue.Queue[_Inbound] = queue.Queue(maxsize=config.ingest.queue_size)
+        self._lock = threading.Lock()
+        self._counts = _Counters()
+        self._generation = 0
+        self._connected = threading.Event()
+        self._closing = threading.Event()  # take no new messages
+        self._abandon = threading.Event()  # stop retrying the database
+        self._writer: threading.Thread | None = None
+        self._devices: dict[str, str] = {}
+        self._devices_loaded = float("-inf")
+        self._client = self._make_client()
+
+    # -- MQTT ------------------------------------------------------------------------------
+
+    @property
+    def subscription(self) -> str:
+        topic = f"{self.config.mqtt.topic_prefix.rstrip('/')}/#"
+        group = self.config.mqtt.shared_group
+        return f"$share/{group}/{topic}" if group else topic
+
+    def _make_client(self) -> mqtt.Client:
+        m = self.config.mqtt
+        v5 = m.protocol == "5"
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=self.client_id,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            clean_session=None if v5 else False,
+            manual_ack=True,
+        )
+        mqtturl.configure(client, self.address, m.ca_file)
+        client.reconnect_delay_set(m.reconnect_min_s, m.reconnect_max_s)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        return client
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("broker %s refused collector %s: %s", self.address, self.client_id,
+                      reason_code)
+            return
+        with self._lock:
+            self._generation += 1
+            self._counts.connects += 1
+        log.info("collector %s connected to %s (session present: %s)", self.client_id,
+                 self.address, flags.session_present)
+        client.subscribe(self.subscription, qos=1)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        failed = [rc for rc in reason_codes if rc.is_failure]
+        if failed:
+            log.error("subscription %s refused: %s", self.subscription, failed)
+            return
+        self._connected.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._connected.clear()
+        if not self._closing.is_set():
+            log.warning("collector %s lost the broker (%s); reconnecting", self.client_id,
+                        reason_code)
+
+    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        if self._closing.is_set():
+            return  # not acknowledged: the broker keeps it for the next session
+        item = _Inbound(msg.topic, bytes(msg.payload), datetime.now(UTC), time.monotonic(),
+                        msg.mid, msg.qos, self._generation)
+        with self._lock:
+            self._counts.received += 1
+        while True:
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                if self._abandon.is_set():
+                    return
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self, wait_s: float = 10.0) -> Collector:
+        """Connect, subscribe and start the writer; raise IngestError if the broker cannot be
+        reached within wait_s."""
+        m = self.config.mqtt
+        props = None
+        if m.protocol == "5":
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = m.session_expiry_s
+            props.ReceiveMaximum = m.receive_maximum
+        self._writer = threading.Thread(target=self._write_loop, name=f"writer-{self.client_id}",
+                                        daemon=True)
+        self._writer.start()
+        try:
+            self._client.connect(self.address.host, self.address.port, keepalive=m.keepalive_s,
+                                 clean_start=False if m.protocol == "5" else
+                                 mqtt.MQTT_CLEAN_START_FIRST_ONLY, properties=props)
+        except OSError as exc:
+            self._abandon.set()
+            self._closing.set()
+            raise IngestError(f"cannot reach the broker at {self.address}: {exc}") from exc
+        self._client.loop_start()
+        if not self._connected.wait(wait_s):
+            self.stop(0)
+            raise IngestError(f"collector {self.client_id} not subscribed at {self.address} "
+                              f"within {wait_s}s")
+        return self
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until the queue is empty and nothing awaits commit (tests, demo)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._queue.unfinished_tasks == 0:
+                return True
+            time.sleep(0.02)
+        return False
+
+    def stop(self, timeout: float = 10.0) -> CollectorStats:
+        """Stop taking messages, commit and acknowledge what is held (for up to `timeout`
+        seconds), then disconnect. What is not committed by then stays with the broker."""
+        self._closing.set()
+        if self._writer is not None:
+            self._writer.join(timeout)
+            if self._writer.is_alive():
+                log.warning("collector %s: batch not committed within %ss; leaving it to the "
+                            "broker to redeliver", self.client_id, timeout)
+                self._abandon.set()
+                self._writer.join(5)
+        self._abandon.set()
+        self._client.disconnect()
+        self._client.loop_stop()
+        return self.stats()
+
+    def stats(self) -> CollectorStats:
+        with self._lock:
+            c = self._counts
+            lat = sorted(c.latencies)
+            return CollectorStats(
+                self.client_id, self._connected.is_set(), c.connects, c.received, c.stored,
+                c.duplicates, dict(c.dead_letters), c.batches, c.acked, c.stale_acks_skipped,
+                c.db_errors, self._queue.qsize(), _percentile(lat, 0.5), _percentile(lat, 0.99))
+
+    # -- writer ----------------------------------------------------------------------------
+
+    def _next_batch(self) -> list[_Inbound]:
+        ic = self.config.ingest
+        try:
+            first = self._queue.get(timeout=0.1)
+        except queue.Empty:
+            return []
+        batch, size = [first], len(first.payload)
+        deadline = time.monotonic() + ic.batch_interval_s
+        while len(batch) < ic.batch_size and size < ic.batch_max_bytes:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                item = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                break
+            batch.append(item)
+            size += len(item.payload)
+        return batch
+
+    def _write_loop(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if not batch:
+                if self._closing.is_set():
+                    return
+                continue
+            try:
+                self._commit_with_retry(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+            if self._abandon.is_set():
+                return
+
+    def _commit_with_retry(self, batch: list[_Inbound]) -> None:
+        ic = self.config.ingest
+        delay = ic.db_retry_min_s
+        while True:
+            try:
+                committed = self._commit(batch)
+                break
+            except _TRANSIENT as exc:
+                with self._lock:
+                    self._counts.db_errors += 1
+                if self._abandon.is_set():
+                    log.warning("collector %s: giving up on a batch of %d (%s); the broker "
+                                "redelivers it", self.client_id, len(batch), exc)
+                    return
+                log.warning("collector %s: database unavailable (%s); retrying a batch of %d "
+                            "in %.1fs", self.client_id, exc, len(batch), delay)
+                self._abandon.wait(delay)
+                delay = min(delay * 2, ic.db_retry_max_s)
+        self._ack(batch)
+        if self.on_commit is not None:
+            self.on_commit(committed)
+
+    def _ack(self, batch: list[_Inbound]) -> None:
+        with self._lock:
+            generation = self._generation
+        acked = skipped = 0
+        for item in batch:
+            if item.qos == 0:
+                continue
+            if item.generation != generation:
+                skipped += 1  # that packet id belongs to a dead connection
+                continue
+            self._client.ack(item.mid, item.qos)
+            acked += 1
+        with self._lock:
+            self._counts.acked += acked
+            self._counts.stale_acks_skipped += skipped
+
+    def _device_kind(self, conn: psycopg.Connection, device_id: str) -> str | None:
+        kind = self._devices.get(device_id)
+        if kind is None and time.monotonic() - self._devices_loaded > \
+                self.config.ingest.device_refresh_s:
+            self._devices = store.device_kinds(conn)
+            self._devices_loaded = time.monotonic()
+            kind = self._devices.get(device_id)
+        return kind
+
+    def _decode(self, conn: psycopg.Connection, item: _Inbound) -> tuple[Route, Accepted]:
+        address = parse_topic(self.config.mqtt.topic_prefix, item.topic)
+        route = self.routes.get(address.kind)
+        if route is None:
+            raise Rejected("unsupported", f"no handler for {address.kind!r} messages yet")
+        kind = self._device_kind(conn, address.device_id)
+        if kind is None:
+            raise Rejected("unknown_device", f"{address.device_id!r} is not in the registry")
+        if route.device_kind is not None and kind != route.device_kind:
+            raise Rejected("wrong_device_kind",
+                           f"{address.device_id!r} is a {kind} device, the topic is for "
+                           f"{route.device_kind}")
+        message = Message(item.topic, item.payload, item.received_at, address)
+        return route, Accepted(message, route.decode(message, self.config))
+
+    def _dead_letter(self, item: _Inbound, rejected: Rejected) -> DeadLetter:
+        return DeadLetter(item.received_at, item.topic, item.payload, rejected.reason,
+                          rejected.detail, self.client_id)
+
+    def _commit(self, batch: list[_Inbound]) -> Committed:
+        try:
+            return self._commit_once(batch)
+        except _TRANSIENT:
+            raise
+        except psycopg.Error as exc:
+            if len(batch) == 1:
+                return self._commit_once(batch, refused_by_db=exc)
+            # One message's data was refused by the database: find it by committing alone.
+            log.warning("collector %s: batch refused (%s); committing one by one",
+                        self.client_id, exc)
+            parts = [self._commit(batch[i:i + 1]) for i in range(len(batch))]
+            return Committed(tuple(r for p in parts for r in p.records),
+                             sum(p.dead_letters for p in parts), parts[-1].committed_at,
+                             parts[-1].committed_mono)
+
+    def _commit_once(self, batch: list[_Inbound], refused_by_db: Exception | None = None
+                     ) -> Committed:
+        letters: list[DeadLetter] = []
+        stored = duplicates = 0
+        records: list[Any] = []
+        with self.db.connection() as conn:
+            if refused_by_db is not None:
+                letters = [self._dead_letter(batch[0], Rejected("storage_rejected",
+                                                                str(refused_by_db)[:500]))]
+            else:
+                groups: dict[str, tuple[Route, list[Accepted], list[_Inbound]]] = {}
+                for item in batch:
+                    try:
+                        route, accepted = self._decode(conn, item)
+                    except Rejected as rejected:
+                        letters.append(self._dead_letter(item, rejected))
+                        continue
+                    group = groups.setdefault(route.kind, (route, [], []))
+                    group[1].append(accepted)
+                    group[2].append(item)
+                for route, accepted, items in groups.values():
+                    outcome = route.write(conn, accepted)
+                    stored += outcome.stored
+                    duplicates += outcome.duplicates
+                    refused = dict(outcome.refused)
+                    for i, a in enumerate(accepted):
+                        if i in refused:
+                            letters.append(self._dead_letter(items[i], refused[i]))
+                        else:
+                            records.append(a.record)
+            store.insert_dead_letters(conn, letters)
+            conn.commit()
+        now_mono = time.monotonic()
+        with self._lock:
+            c = self._counts
+            c.stored += stored
+            c.duplicates += duplicates
+            c.batches += 1
+            c.dead_letters.update(d.reason for d in letters)
+            c.latencies.extend(now_mono - item.received_mono for item in batch)
+        return Committed(tuple(records), len(letters), datetime.now(UTC), now_mono)
+
+
+def run_collector(config: AppConfig, db: Database, stop_event: threading.Event, *,
+                  client_id: str | None = None) -> CollectorStats:
+    """Run one collector until stop_event is set (the long-running service's entry point);
+    return its final counters."""
+    collector = Collector(config, db, client_id=client_id).start()
+    try:
+        stop_event.wait()
+    finally:
+        stats = collector.stop()
+    return stats
