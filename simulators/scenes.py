@@ -365,6 +365,15 @@ class _Raster:
         cv2.line(self.img if img is None else img, tuple(pts[0]), tuple(pts[1]), _c(color), t,
                  cv2.LINE_AA, _SHIFT)
 
+    def lines(self, a: np.ndarray, b: np.ndarray, color, width_m: float) -> None:
+        """Many ground segments a[i] -> b[i] in one call."""
+        if len(a) == 0:
+            return
+        pa, pb = self.cv(a), self.cv(b)
+        t = max(1, int(round(width_m / self.gsd)))
+        cv2.polylines(self.img, list(np.stack([pa, pb], axis=1)), False, _c(color), t,
+                      cv2.LINE_AA, _SHIFT)
+
     def circle(self, c, radius_m: float, color, img: np.ndarray | None = None) -> None:
         p = self.cv(np.array([c]))[0]
         cv2.circle(self.img if img is None else img, tuple(p), max(1, int(radius_m / self.gsd * _SCALE)),
@@ -430,15 +439,16 @@ def _texture(rng: np.random.Generator, img: np.ndarray, mask: np.ndarray | None,
              sigma: float, grain: int = 1) -> None:
     """Add grainy noise (optionally blurred to `grain` px blobs) where mask is set."""
     h, w = img.shape[:2]
-    noise = rng.normal(0, sigma, (h, w)).astype(np.float32)
+    noise = np.empty((h, w), np.float32)
+    cv2.setRNGSeed(int(rng.integers(0, 2**31)))
+    cv2.randn(noise, 0.0, float(sigma))
     if grain > 1:
         noise = cv2.GaussianBlur(noise, (0, 0), grain) * grain
-    out = img.astype(np.float32) + noise[..., None]
+    out = np.clip(img.astype(np.float32) + noise[..., None], 0, 255).astype(np.uint8)
     if mask is None:
-        img[:] = np.clip(out, 0, 255).astype(np.uint8)
+        img[:] = out
     else:
-        sel = mask > 0
-        img[sel] = np.clip(out[sel], 0, 255).astype(np.uint8)
+        np.copyto(img, out, where=(mask > 0)[..., None])
 
 
 # ---------------------------------------------------------------------------------------
@@ -493,9 +503,13 @@ def _draw_background(r: _Raster, rng: np.random.Generator, world_seed: int,
                 r.poly(cell, col)
                 step = brng.uniform(0.6, 1.5)
                 dark = _c(np.asarray(col) * 0.85)
-                for k in np.arange(0, _BLOCK_M, step):
-                    r.line((x0 + k, y0), (x0 + k, y0 + _BLOCK_M), dark, 0.05)
-                    r.line((x0, y0 + k), (x0 + _BLOCK_M, y0 + k), dark, 0.05)
+                if step / r.gsd > 1.5:
+                    k = np.arange(0, _BLOCK_M, step)
+                    z = np.zeros_like(k)
+                    r.lines(np.column_stack([x0 + k, y0 + z]),
+                            np.column_stack([x0 + k, y0 + z + _BLOCK_M]), dark, 0.05)
+                    r.lines(np.column_stack([x0 + z, y0 + k]),
+                            np.column_stack([x0 + z + _BLOCK_M, y0 + k]), dark, 0.05)
             elif kind == "parking":
                 r.poly(cell, _jitter(brng, (75, 78, 80), 8))
                 for k in np.arange(1.0, _BLOCK_M - 1, 2.6):
@@ -542,13 +556,11 @@ def _draw_streets(r: _Raster, streets: Sequence[Street], rng: np.random.Generato
                    tiles)
             # tile joints on the pavements
             step = 0.6
-            k = -n / 2
-            while k < n * 1.5 and step / r.gsd > 1.5:
-                p = a + u * k
+            if step / r.gsd > 1.5:
+                p = a[None] + u[None] * np.arange(-outer, n + outer, step)[:, None]
                 for side in (1, -1):
-                    r.line(p + nrm * side * st.half_width_m, p + nrm * side * outer,
-                           _c(np.asarray(tiles) * 0.85), 0.04)
-                k += step
+                    r.lines(p + nrm * side * st.half_width_m, p + nrm * side * outer,
+                            _c(np.asarray(tiles) * 0.85), 0.04)
             hw = st.half_width_m
             r.poly(np.array([a2 + nrm * hw, b2 + nrm * hw, b2 - nrm * hw, a2 - nrm * hw]), asphalt)
             for side in (1, -1):  # kerbs
@@ -892,11 +904,7 @@ def render_aerial(objects: Sequence[SceneObject], pose: CameraPose, *,
 
     sun_az = rng.uniform(0, 2 * np.pi)
     sun = np.array([math.sin(sun_az), math.cos(sun_az)]) * rng.uniform(0.3, 1.2)
-    buildings = _draw_background(r, rng, world_seed, sun)
-    for roof, height in buildings:  # building shadows fall on the ground around them
-        shadow = np.concatenate([roof, roof + sun * height * 0.25])
-        hull = cv2.convexHull(shadow.astype(np.float32)).reshape(-1, 2)
-        del hull  # the roof itself stays lit; shadows on streets come from below
+    _draw_background(r, rng, world_seed, sun)
     _draw_streets(r, streets, rng)
 
     # shadows first, then objects
@@ -1313,7 +1321,7 @@ def _fence(img, pose, obj, rng):
 def _car_side(img, pose, obj, rng):
     fr = _upright_frame(pose, obj, 1.5)
     if fr is None:
-        return
+        return None
     (bx, by), _, s = fr
     length = obj.size[0] * max(0.45, abs(math.sin(math.radians(obj.yaw_deg)))) * s
     body = _c(rng.integers(20, 240, 3))
@@ -1325,6 +1333,7 @@ def _car_side(img, pose, obj, rng):
                   (80, 60, 50), -1)
     for fx in (-0.32, 0.32):
         cv2.circle(img, (int(bx + fx * length), int(by - 0.3 * s)), max(1, int(0.32 * s)), (25, 25, 25), -1)
+    return bx - length / 2 - 1, by - 1.5 * s - 1, bx + length / 2 + 1, by + 0.05 * s + 1
 
 
 _CONE_DRAWERS = {
@@ -1430,27 +1439,38 @@ def render_cone(objects: Sequence[SceneObject], *, width: int = 1280, height: in
     cam = np.array([pose.east_m, pose.north_m])
     items.sort(key=lambda it: -float(np.linalg.norm(np.array([it[1].east_m, it[1].north_m]) - cam)))
 
-    drawn: list[tuple[int, SceneObject, tuple, np.ndarray]] = []
+    # painter's order; `owner` keeps which object each pixel shows last, so what a
+    # nearer object hides of a farther one is known exactly
+    owner = np.full((height, width), -1, np.int32)
+    drawn: list[tuple[int, SceneObject, tuple | None, int]] = []
     for idx, obj in items:
         before = img.copy()
         if idx < 0:
-            _car_side(img, pose, obj, np.random.default_rng([seed & 0xFFFFFFFF, len(drawn), 99]))
-            changed = np.any(before != img, axis=2)
-            drawn.append((idx, obj, None, changed))
-            continue
-        drawer = _CONE_DRAWERS.get(obj.cls)
-        if drawer is None:
-            raise SceneError(f"{obj.cls!r} is not drawn in cone-camera views; use "
-                             f"one of {', '.join(CONE_CLASSES)} (or render_aerial)")
-        orng = np.random.default_rng([seed & 0xFFFFFFFF, idx, CLASS_ID[obj.cls]])
-        box = drawer(img, pose, obj, orng)
-        changed = np.any(before != img, axis=2)
-        drawn.append((idx, obj, box, changed))
+            box = _car_side(img, pose, obj, np.random.default_rng([seed & 0xFFFFFFFF, len(drawn), 99]))
+        else:
+            drawer = _CONE_DRAWERS.get(obj.cls)
+            if drawer is None:
+                raise SceneError(f"{obj.cls!r} is not drawn in cone-camera views; use "
+                                 f"one of {', '.join(CONE_CLASSES)} (or render_aerial)")
+            orng = np.random.default_rng([seed & 0xFFFFFFFF, idx, CLASS_ID[obj.cls]])
+            box = drawer(img, pose, obj, orng)
+        area = 0
+        if box is not None:
+            x0 = max(0, int(math.floor(box[0])) - 2)
+            y0 = max(0, int(math.floor(box[1])) - 2)
+            x1 = min(width, int(math.ceil(box[2])) + 2)
+            y1 = min(height, int(math.ceil(box[3])) + 2)
+            if x1 > x0 and y1 > y0:
+                changed = np.any(before[y0:y1, x0:x1] != img[y0:y1, x0:x1], axis=2)
+                owner[y0:y1, x0:x1][changed] = len(drawn)
+                area = int(np.count_nonzero(changed))
+        drawn.append((idx, obj, box, area))
+    visible = np.bincount(owner[owner >= 0].ravel(), minlength=len(drawn))
 
     img = _finish(img, look, rng)
     boxes = []
-    for k, (idx, obj, box, mask) in enumerate(drawn):
-        if idx < 0 or box is None:
+    for k, (idx, obj, box, area) in enumerate(drawn):
+        if idx < 0 or box is None or area == 0:
             continue
         x1, y1, x2, y2 = (float(v) for v in box)
         full = (x2 - x1) * (y2 - y1)
@@ -1460,13 +1480,7 @@ def render_cone(objects: Sequence[SceneObject], *, width: int = 1280, height: in
             continue
         if (cx2 - cx1) * (cy2 - cy1) / full < min_visible or min(cx2 - cx1, cy2 - cy1) < min_box_px:
             continue
-        area = int(mask.sum())
-        if area == 0:
-            continue
-        hidden = np.zeros_like(mask)
-        for _, _, _, later in drawn[k + 1:]:
-            hidden |= later
-        if (mask & hidden).sum() / area > max_occluded:
+        if 1.0 - visible[k] / area > max_occluded:
             continue
         boxes.append(TruthBox(obj.cls, cx1, cy1, cx2, cy2, obj.east_m, obj.north_m, idx))
     boxes.sort(key=lambda b: b.object_index)
