@@ -76,3 +76,27 @@ def test_wgs84_positions_follow_the_local_frame():
     assert distance_m(lat0, lon0, *corner) == pytest.approx(67.53, abs=0.05)
     e, n = LocalFrame(lat0, lon0).to_local(*corner)
     assert (e, n) == pytest.approx((67.53, 0.0), abs=0.05)
+
+
+@pytest.mark.parametrize(
+    ("alt", "heading", "pitch", "hfov", "size"),
+    [(40, 0, -90, 84, (640, 480)), (80, 123, -90, 70, (1280, 720)),
+     (60, 45, -60, 84, (640, 480)), (120, 300, -35, 90, (1920, 1080)),
+     (4, 0, -18, 70, (640, 480))],
+)
+def test_agrees_with_the_renderers_camera(alt, heading, pitch, hfov, size):
+    """Our inverse and the scene renderer's projection, written independently, agree."""
+    from simulators.scenes import CameraPose
+
+    w, h = size
+    pose = CameraPose(0.0, 0.0, alt, heading, pitch, hfov, w, h)
+    cam = Camera(alt, heading, pitch, hfov, w, h)
+    rng = np.random.default_rng(1)
+    for x, y in zip(rng.uniform(0, w, 40), rng.uniform(0, h, 40), strict=True):
+        theirs = pose.pixel_to_ground(x, y)
+        ours = cam.pixel_to_ground(x, y)[0]
+        if theirs is None:
+            assert np.isnan(ours).all()
+            continue
+        assert ours == pytest.approx(theirs, abs=1e-6 * max(1.0, abs(max(theirs, key=abs))))
+        assert pose.project_ground(*ours) == pytest.approx((x, y), abs=1e-6)
