@@ -5,6 +5,26 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class CreditPolicy(BaseModel):
+    """Red / yellow / green codes from confirmed violations (DOMAIN.md defaults)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    window_days: int = Field(90, ge=1, title="Rolling window of confirmed violations (days)")
+    yellow_at: int = Field(2, ge=1, title="Confirmed general violations in the window for yellow")
+    red_at: int = Field(3, ge=1, title="Confirmed violations in the window for red")
+    red_on_serious: bool = Field(True, title="One confirmed serious violation makes the code red")
+    yellow_on_unrectified: bool = Field(
+        True, title="One confirmed violation not yet rectified makes the code yellow")
+    rectify_deadline_days: int = Field(
+        15, ge=1, title="Days after notification before an unrectified case counts as refusal "
+        "(refusal makes the code red)")
+    repair_yellow_days: int = Field(
+        90, ge=1, title="Clean days (all cases rectified) before yellow goes back to green")
+    repair_red_days: int = Field(
+        365, ge=1, title="Clean days (all cases rectified) before red goes back to yellow")
+
+
 class RulesConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -20,3 +40,10 @@ class RulesConfig(BaseModel):
         "2 hours", title="How late data may arrive and still reopen a window"
     )
     timezone: str = Field("Asia/Shanghai", title="Time zone of business hours and days")
+    fusion_margin: str = Field(
+        "30 minutes", title="Fusion margin",
+        description="Camera or drone evidence of a subject this close to a sensor case's "
+        "episode is fused into that case.")
+    max_frames_per_case: int = Field(
+        8, ge=1, title="Frames attached to one case at most (the best fit ones first)")
+    credit: CreditPolicy = Field(default_factory=CreditPolicy, title="Credit codes")

@@ -1,0 +1,206 @@
+"""The rule engine: evaluate the rule set over an event-time range and record cases.
+
+Evaluation is a pure function of the stored data: every rule turns the readings and
+detections of the range into episodes, and each episode is upserted as the case
+(rule, subject, episode start). Running it twice, or live and then in one batch, gives
+the same cases. The range is widened to whole local days and back to the start of any
+case still running, so an episode is always seen from its beginning. One engine runs at a
+time (a PostgreSQL advisory lock); `run_engine` repeats the evaluation from the last
+watermark minus the allowed lateness, so late data is judged by when it happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import psycopg
+
+from citywatch.config import AppConfig
+from rules.credit import refresh as refresh_credit
+from rules.evidence import attach_evidence
+from rules.model import Episode, EvalContext, RuleBase
+from rules.ruleset import RuleSet, load
+from rules.timeutil import day_start, local_day, parse_duration
+from storage import cases as case_store
+from storage import registry as registry_store
+from storage import rule_queries
+from storage.db import Database
+from storage.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+ENGINE_LOCK = 0x72756C65  # "rule"
+ENGINE_NAME = "rules"
+ACTOR = "rule-engine"
+SENSOR_KINDS = ("threshold", "state")
+VISUAL_KINDS = ("detection", "permit")
+
+
+class EngineBusy(StorageError):
+    """Another rule engine holds the lock; only one may evaluate at a time."""
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationResult:
+    """What one evaluation did."""
+
+    start: datetime | None  # the range actually read (event time)
+    until: datetime | None
+    episodes: int = 0
+    created: int = 0
+    extended: int = 0
+    revised: int = 0
+    unchanged: int = 0
+    fused: int = 0
+    by_rule: dict[str, int] = field(default_factory=dict)
+    case_ids: tuple[int, ...] = ()
+    evaluate_s: float = 0.0
+    record_s: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {"start": self.start, "until": self.until, "episodes": self.episodes,
+                "created": self.created, "extended": self.extended, "revised": self.revised,
+                "unchanged": self.unchanged, "fused": self.fused, "by_rule": self.by_rule,
+                "evaluate_s": round(self.evaluate_s, 3), "record_s": round(self.record_s, 3)}
+
+
+def load_rules(config: AppConfig) -> RuleSet:
+    """The configured rule set, checked and compiled (RuleSetError names file and path)."""
+    return load(config.resolve(config.rules.directory), config.rules.profile)
+
+
+def evaluate(config: AppConfig, db: Database, *, since: datetime | None = None,
+             until: datetime | None = None, ruleset: RuleSet | None = None,
+             actor: str = ACTOR) -> EvaluationResult:
+    """Evaluate every enabled rule over [since, until) of event time and record the cases.
+
+    `since` None: from the first stored reading or frame; `until` None: just after the last
+    one (event time, not the wall clock, so a batch over old data judges it as it was).
+    Raises EngineBusy when another engine is evaluating.
+    """
+    rs = ruleset or load_rules(config)
+    tz = ZoneInfo(config.rules.timezone)
+    with db.connection() as conn:
+        conn.commit()
+        if not conn.execute("SELECT pg_try_advisory_lock(%s)", (ENGINE_LOCK,)).fetchone()[0]:
+            conn.rollback()
+            raise EngineBusy("another rule engine is evaluating (advisory lock held)")
+        try:
+            return _evaluate_locked(conn, config, rs, tz, since, until, actor)
+        finally:
+            conn.rollback()
+            conn.execute("SELECT pg_advisory_unlock(%s)", (ENGINE_LOCK,))
+            conn.commit()
+
+
+def _evaluate_locked(conn: psycopg.Connection, config: AppConfig, rs: RuleSet, tz: ZoneInfo,
+                     since: datetime | None, until: datetime | None,
+                     actor: str) -> EvaluationResult:
+    first, last = rule_queries.data_span(conn)
+    if first is None:
+        return EvaluationResult(None, None)
+    if until is None:
+        until = last + timedelta(microseconds=1)
+    since = since or first
+    start = day_start(local_day(since, tz), tz)
+    running = case_store.open_episode_starts(conn, start)
+    if running:
+        start = min(start, day_start(local_day(min(running), tz), tz))
+    t0 = time.monotonic()
+    ctx = EvalContext(conn, start, until, tz, rs.profile,
+                      {s.subject_id: s for s in registry_store.subjects(conn)},
+                      {d.device_id: d for d in registry_store.devices(conn)})
+    emitted: list[tuple[RuleBase, Episode]] = []
+    by_rule: dict[str, int] = {}
+    for rule, evaluator in zip(rs.rules, rs.evaluators, strict=True):
+        episodes = evaluator.evaluate(ctx)
+        ctx.episodes[rule.id] = episodes
+        by_rule[rule.id] = len(episodes)
+        if rule.emit:
+            emitted += [(rule, e) for e in episodes]
+    conn.commit()
+    t1 = time.monotonic()
+    outcomes, case_ids, fused = _record(conn, config, ctx, emitted, actor)
+    return EvaluationResult(start, until, len(emitted), outcomes["created"], outcomes["extended"],
+                            outcomes["revised"], outcomes["unchanged"], fused, by_rule,
+                            tuple(case_ids), t1 - t0, time.monotonic() - t1)
+
+
+def _record(conn: psycopg.Connection, config: AppConfig, ctx: EvalContext,
+            emitted: Sequence[tuple[RuleBase, Episode]], actor: str):
+    margin = parse_duration(config.rules.fusion_margin)
+    outcomes = dict.fromkeys(("created", "extended", "revised", "unchanged"), 0)
+    case_of: dict[tuple, int] = {}
+    ordered = sorted(emitted, key=lambda re: re[1].key)
+    for rule, ep in ordered:
+        draft = case_store.CaseDraft(
+            rule.id, rule.version, ep.subject_id, ep.start, ep.end, rule.case_kind,
+            rule.severity, rule.title, rule.legal_basis, ep.summary)
+        case_id, outcome = case_store.upsert_case(conn, draft, actor)
+        outcomes[outcome] += 1
+        case_of[ep.key] = case_id
+        conn.commit()
+    # Fusion: visual cases at a subject with a sensor case in the same period join it.
+    sensors = [(r, e) for r, e in ordered if r.kind in SENSOR_KINDS]
+    into: dict[tuple, tuple[RuleBase, Episode]] = {}
+    for rule, ep in ordered:
+        if rule.kind not in VISUAL_KINDS:
+            continue
+        host = next(((r, s) for r, s in sensors if s.subject_id == ep.subject_id
+                     and s.start - margin <= ep.end and ep.start <= s.end + margin), None)
+        if host:
+            into[ep.key] = host
+    fused = 0
+    for _rule, ep in ordered:
+        host = into.get(ep.key)
+        fused += bool(host)
+        case_store.set_fused_into(conn, case_of[ep.key], case_of[host[1].key] if host else None,
+                                  actor)
+        conn.commit()
+    guests: dict[tuple, list[tuple[RuleBase, Episode]]] = {}
+    for key, host in into.items():
+        guests.setdefault(host[1].key, []).append(
+            next((r, e) for r, e in ordered if e.key == key))
+    for rule, ep in ordered:
+        attach_evidence(conn, config, ctx, case_of[ep.key], rule, ep,
+                        guests.get(ep.key, []), margin, actor)
+        conn.commit()
+    return outcomes, sorted(set(case_of.values())), fused
+
+
+def run_engine(config: AppConfig, db: Database, stop: threading.Event) -> None:
+    """Evaluate every `rules.interval_s` until `stop` is set (the engine of `citywatch run`).
+
+    Each pass re-reads from the last watermark minus the allowed lateness, so data that
+    arrives late is judged by its event time; credit codes are refreshed after each pass.
+    Errors are logged and retried at the next interval: the engine never dies of one.
+    """
+    lateness = parse_duration(config.rules.allowed_lateness)
+    ruleset = load_rules(config)
+    while not stop.is_set():
+        t0 = time.monotonic()
+        try:
+            with db.connection() as conn:
+                watermark = case_store.engine_watermark(conn, ENGINE_NAME)
+            result = evaluate(config, db, since=watermark - lateness if watermark else None,
+                              ruleset=ruleset)
+            with db.connection() as conn:
+                if result.until is not None:
+                    case_store.set_engine_watermark(conn, ENGINE_NAME, result.until)
+                refresh_credit(conn, config.rules.credit, actor=ACTOR)
+                conn.commit()
+            if result.created or result.extended or result.revised:
+                log.info("rules: %d episodes, %d new cases, %d extended, %d revised in %.2fs",
+                         result.episodes, result.created, result.extended, result.revised,
+                         time.monotonic() - t0)
+        except EngineBusy as exc:
+            log.info("rules: %s; waiting", exc)
+        except Exception:
+            log.exception("rules: evaluation failed; retrying in %.0fs", config.rules.interval_s)
+        stop.wait(max(0.0, config.rules.interval_s - (time.monotonic() - t0)))
