@@ -46,4 +46,10 @@ class RulesConfig(BaseModel):
         "episode is fused into that case.")
     max_frames_per_case: int = Field(
         8, ge=1, title="Frames attached to one case at most (the best fit ones first)")
+    suppress_uncertified: bool = Field(
+        True, title="Open no case on readings of an uncertified device",
+        description="Readings from a monitor whose certification or calibration had lapsed "
+        "at the event time cannot be evidence (DOMAIN.md: suppress), so a sensor episode of "
+        "such a device opens no case. False: the case opens and its evidence gate lists the "
+        "lapse.")
     credit: CreditPolicy = Field(default_factory=CreditPolicy, title="Credit codes")

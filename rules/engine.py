@@ -58,6 +58,7 @@ class EvaluationResult:
     revised: int = 0
     unchanged: int = 0
     fused: int = 0
+    suppressed: int = 0  # sensor episodes of devices not certified at the time
     by_rule: dict[str, int] = field(default_factory=dict)
     case_ids: tuple[int, ...] = ()
     evaluate_s: float = 0.0
@@ -66,7 +67,7 @@ class EvaluationResult:
     def as_dict(self) -> dict:
         return {"start": self.start, "until": self.until, "episodes": self.episodes,
                 "created": self.created, "extended": self.extended, "revised": self.revised,
-                "unchanged": self.unchanged, "fused": self.fused, "by_rule": self.by_rule,
+                "unchanged": self.unchanged, "fused": self.fused, "suppressed": self.suppressed, "by_rule": self.by_rule,
                 "evaluate_s": round(self.evaluate_s, 3), "record_s": round(self.record_s, 3)}
 
 
@@ -118,18 +119,30 @@ def _evaluate_locked(conn: psycopg.Connection, config: AppConfig, rs: RuleSet, t
                       {d.device_id: d for d in registry_store.devices(conn)})
     emitted: list[tuple[RuleBase, Episode]] = []
     by_rule: dict[str, int] = {}
+    suppressed = 0
     for rule, evaluator in zip(rs.rules, rs.evaluators, strict=True):
         episodes = evaluator.evaluate(ctx)
         ctx.episodes[rule.id] = episodes
         by_rule[rule.id] = len(episodes)
         if rule.emit:
-            emitted += [(rule, e) for e in episodes]
+            kept = [e for e in episodes if not _suppressed(config, ctx, rule, e)]
+            suppressed += len(episodes) - len(kept)
+            emitted += [(rule, e) for e in kept]
     conn.commit()
     t1 = time.monotonic()
     outcomes, case_ids, fused = _record(conn, config, ctx, emitted, actor)
     return EvaluationResult(start, until, len(emitted), outcomes["created"], outcomes["extended"],
-                            outcomes["revised"], outcomes["unchanged"], fused, by_rule,
-                            tuple(case_ids), t1 - t0, time.monotonic() - t1)
+                            outcomes["revised"], outcomes["unchanged"], fused, suppressed,
+                            by_rule, tuple(case_ids), t1 - t0, time.monotonic() - t1)
+
+
+def _suppressed(config: AppConfig, ctx: EvalContext, rule: RuleBase, ep: Episode) -> bool:
+    """A sensor episode whose own device was not certified / calibrated at the time."""
+    if not config.rules.suppress_uncertified or rule.kind not in SENSOR_KINDS:
+        return False
+    days = {local_day(ep.start, ctx.tz), local_day(ep.end, ctx.tz)}
+    return any(d not in ctx.devices or ctx.devices[d].valid_at(day)
+               for d in ep.devices for day in days)
 
 
 def _record(conn: psycopg.Connection, config: AppConfig, ctx: EvalContext,
