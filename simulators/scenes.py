@@ -1508,6 +1508,14 @@ def random_cone_scene(rng: np.random.Generator, *, width: int = 640,
         if _place(rng, placed, obj.footprint(), margin):
             objects.append(obj)
 
+    # an excavator inside the work area, placed first so cones and fences go around it;
+    # across a wide area it shows its side, in a narrow one it works along the road
+    if rng.random() < 0.55:
+        yaw = float(rng.choice([90.0, 270.0, 60.0, 300.0]) if right - left > 6.5
+                    else rng.choice([20.0, 160.0, 200.0, 340.0]))
+        put(SceneObject("excavator", float((left + right) / 2 + rng.normal(0, 0.5)),
+                        float(near + rng.uniform(0.3, 0.8) * depth), yaw,
+                        float(rng.uniform(5.5, 7.5))), margin=0.2)
     # cones along the open side(s) of the work area, every 1.5-3 m
     step = float(rng.uniform(1.5, 3.0))
     for n in np.arange(near, near + depth, step):
@@ -1532,11 +1540,6 @@ def random_cone_scene(rng: np.random.Generator, *, width: int = 640,
         flen = float(rng.uniform(2, 4))
         put(SceneObject("fence", float(rng.uniform(-road_half, road_half)), float(rng.uniform(6, 15)),
                         float(rng.choice([0.0, 90.0, 60.0])), flen), margin=0.0)
-    # an excavator inside the work area
-    if rng.random() < 0.5:
-        put(SceneObject("excavator", float((left + right) / 2 + rng.normal(0, 1)),
-                        float(near + rng.uniform(0.3, 0.8) * depth), float(rng.choice([90.0, 270.0, 45.0, 315.0])),
-                        float(rng.uniform(5.5, 7.5))), margin=0.5)
     # workers, inside and around the area
     for _ in range(int(rng.integers(1, 6))):
         cls = "worker_helmet" if rng.random() < 0.55 else "worker_no_helmet"
