@@ -131,6 +131,9 @@ def start_amqtt(*, port: int | None = None) -> BrokerHandle:
     """Start an embedded amqtt broker (MQTT 3.1.1) on its own event loop thread."""
     from amqtt.broker import Broker
 
+    # amqtt and its state machine log every packet and transition at INFO.
+    for noisy in ("amqtt", "transitions"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     port = port or free_port()
     loop = asyncio.new_event_loop()
     started = threading.Event()

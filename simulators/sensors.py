@@ -41,24 +41,24 @@ class Publisher:
     """A connected QoS 1 publisher on one broker (a fleet of simulated devices)."""
 
     def __init__(self, url: str, prefix: str, *, client_id: str | None = None,
-                 ca_file: str | None = None, max_inflight: int = 1000):
+                 ca_file: str | None = None, max_inflight: int = 1000, protocol: str = "5"):
         self.prefix = prefix.rstrip("/")
         self.address = mqtturl.parse(url)
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
                                   client_id=client_id or f"citywatch-sim-{uuid.uuid4().hex[:8]}",
-                                  protocol=mqtt.MQTTv5)
+                                  protocol=mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311)
         mqtturl.configure(self.client, self.address, ca_file)
         self.client.max_inflight_messages_set(max_inflight)
         self._acked = 0
         self._cond = threading.Condition()
         self._connected = threading.Event()
+        self._refused: str | None = None
         self.client.on_publish = self._on_publish
         self.client.on_connect = self._on_connect
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            log.error("broker %s refused the simulator: %s", self.address, reason_code)
-            return
+            self._refused = str(reason_code)
         self._connected.set()
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
@@ -72,8 +72,10 @@ class Publisher:
         except OSError as exc:
             raise IngestError(f"simulator cannot reach the broker at {self.address}: {exc}") from exc
         self.client.loop_start()
-        if not self._connected.wait(10):
-            raise IngestError(f"simulator not connected to {self.address} within 10 s")
+        if not self._connected.wait(10) or self._refused:
+            self.client.loop_stop()
+            raise IngestError(f"simulator not connected to {self.address}: "
+                              f"{self._refused or 'no answer within 10 s'}")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -138,7 +140,8 @@ class Publisher:
 
 def publish(url: str, prefix: str, messages: Iterable[SimMessage], *, speed: float | None = None,
             rate: float | None = None, stop: threading.Event | None = None,
-            ca_file: str | None = None, client_id: str | None = None) -> PublishStats:
+            ca_file: str | None = None, client_id: str | None = None,
+            protocol: str = "5") -> PublishStats:
     """Connect, publish every message (QoS 1), wait for the broker's acks, disconnect."""
-    with Publisher(url, prefix, client_id=client_id, ca_file=ca_file) as pub:
+    with Publisher(url, prefix, client_id=client_id, ca_file=ca_file, protocol=protocol) as pub:
         return pub.publish(messages, speed=speed, rate=rate, stop=stop)
