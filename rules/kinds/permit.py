@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Literal
 
+import numpy as np
+import shapely
 from pydantic import Field
 from shapely.geometry import Point, shape
-from shapely.ops import transform
 
 from citywatch.geo import LocalFrame, distance_m
 from rules.kinds.detection import DetectionRule, Hit, episodes_from_frames, hit_of
@@ -46,7 +47,8 @@ class PermitEvaluator:
             if permit_id not in areas:
                 geom = shape(ctx.subjects[permit_id].geometry)
                 frame = LocalFrame(geom.centroid.y, geom.centroid.x)
-                local = transform(lambda x, y, z=None: frame.to_local(y, x), geom)
+                local = shapely.transform(geom, lambda xy: np.array(
+                    [frame.to_local(lat, lon) for lon, lat in xy]).reshape(-1, 2))
                 areas[permit_id] = (frame, local)
             frame, local = areas[permit_id]
             return local.distance(Point(*frame.to_local(lat, lon))) > self.rule.tolerance_m
