@@ -52,26 +52,27 @@ def code_at(vs: list[credit_store.Violation], as_of: datetime, p: CreditPolicy) 
                     | {v.notified_at + timedelta(days=p.rectify_deadline_days, seconds=1)
                        for v in vs if v.notified_at})
     code, since, reason = "green", None, "no confirmed violations"
-    last_bad = None
     for t in [e for e in events if e <= as_of] + [as_of]:
-        code, since, reason = _repair(vs, code, since, reason, last_bad, t, p)
+        code, since, reason = _repair(vs, code, since, reason, t, p)
         raw, why = _raw(vs, t, p)
-        if raw != "green" and raw == code:
-            last_bad = t
         if RANK[raw] > RANK[code]:
-            code, since, reason, last_bad = raw, t, why, t
+            code, since, reason = raw, t, why
     return CreditCode(code, since, reason)
 
 
-def _repair(vs, code, since, reason, last_bad, t, p):
-    while code != "green" and last_bad is not None:
+def _repair(vs, code, since, reason, t, p):
+    """Step the code down for each clean period (no violation, no rectification, every case
+    rectified) that has run out by `t`, as long as the window no longer holds the code."""
+    while code != "green":
         days = p.repair_red_days if code == "red" else p.repair_yellow_days
-        at = last_bad + timedelta(days=days)
+        anchor = max([since] + [v.at for v in vs if v.at <= t]
+                     + [v.rectified_at for v in vs if v.rectified_at and v.rectified_at <= t])
+        at = anchor + timedelta(days=days)
         all_rectified = all(v.rectified_at and v.rectified_at <= at for v in vs if v.at <= at)
         if at > t or not all_rectified or RANK[_raw(vs, at, p)[0]] >= RANK[code]:
             break
         code = "yellow" if code == "red" else "green"
-        since, reason, last_bad = at, f"repaired after {days} clean days, all rectified", at
+        since, reason = at, f"repaired after {days} clean days, all rectified"
     return code, since, reason
 
 

@@ -49,9 +49,11 @@ def store_readings(db, readings: list[Reading]) -> None:
 
 
 def store_frame(db, source_kind: str, source_id: str, ts: datetime,
-                detections: list[tuple], *, fit: bool = True, sha: str | None = None) -> str:
-    """A processed frame with detections [(class, confidence, subject_id, zone_kind[, lat, lon])]."""
-    sha = sha or frame_sha(source_id, ts)
+                detections: list[tuple], *, fit: bool = True, store=None) -> str:
+    """A processed frame with detections [(class, confidence, subject_id, zone_kind[, lat, lon])];
+    with an EvidenceStore its (stand-in) image bytes are stored under their hash."""
+    image = f"image of {source_id} at {ts.astimezone(UTC).isoformat()}".encode()
+    sha = store.put(image) if store else frame_sha(source_id, ts)
     frame = Frame(sha, ts, ts, source_kind, source_id, 640, 480, 1000,
                   fit_as_evidence=fit, unfit_reason=None if fit else "blurred")
     with db.connection() as conn:
