@@ -52,4 +52,9 @@ class RulesConfig(BaseModel):
         "at the event time cannot be evidence (DOMAIN.md: suppress), so a sensor episode of "
         "such a device opens no case. False: the case opens and its evidence gate lists the "
         "lapse.")
+    work_mem: str | None = Field(
+        "64MB", title="PostgreSQL work_mem of the engine's session",
+        description="Memory for the window aggregates and orderings of one evaluation; a "
+        "day of 1,589 monitors spills to disk under PostgreSQL's 4 MB default. Empty: the "
+        "server's setting.")
     credit: CreditPolicy = Field(default_factory=CreditPolicy, title="Credit codes")

@@ -63,6 +63,7 @@ class EvaluationResult:
     case_ids: tuple[int, ...] = ()
     evaluate_s: float = 0.0
     record_s: float = 0.0
+    rule_s: dict[str, float] = field(default_factory=dict)  # evaluation time per rule
 
     def as_dict(self) -> dict:
         return {"start": self.start, "until": self.until, "episodes": self.episodes,
@@ -93,9 +94,11 @@ def evaluate(config: AppConfig, db: Database, *, since: datetime | None = None,
             conn.rollback()
             raise EngineBusy("another rule engine is evaluating (advisory lock held)")
         try:
+            rule_queries.set_work_mem(conn, config.rules.work_mem)
             return _evaluate_locked(conn, config, rs, tz, since, until, actor)
         finally:
             conn.rollback()
+            rule_queries.set_work_mem(conn, None)
             conn.execute("SELECT pg_advisory_unlock(%s)", (ENGINE_LOCK,))
             conn.commit()
 
@@ -120,8 +123,11 @@ def _evaluate_locked(conn: psycopg.Connection, config: AppConfig, rs: RuleSet, t
     emitted: list[tuple[RuleBase, Episode]] = []
     by_rule: dict[str, int] = {}
     suppressed = 0
+    rule_s: dict[str, float] = {}
     for rule, evaluator in zip(rs.rules, rs.evaluators, strict=True):
+        t_rule = time.monotonic()
         episodes = evaluator.evaluate(ctx)
+        rule_s[rule.id] = round(time.monotonic() - t_rule, 3)
         ctx.episodes[rule.id] = episodes
         by_rule[rule.id] = len(episodes)
         if rule.emit:
@@ -133,7 +139,7 @@ def _evaluate_locked(conn: psycopg.Connection, config: AppConfig, rs: RuleSet, t
     outcomes, case_ids, fused = _record(conn, config, ctx, emitted, actor)
     return EvaluationResult(start, until, len(emitted), outcomes["created"], outcomes["extended"],
                             outcomes["revised"], outcomes["unchanged"], fused, suppressed,
-                            by_rule, tuple(case_ids), t1 - t0, time.monotonic() - t1)
+                            by_rule, tuple(case_ids), t1 - t0, time.monotonic() - t1, rule_s)
 
 
 def _suppressed(config: AppConfig, ctx: EvalContext, rule: RuleBase, ep: Episode) -> bool:

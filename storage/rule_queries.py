@@ -83,7 +83,9 @@ def exceeding_windows(conn: psycopg.Connection, *, device_kind: str, metric: str
         windows = sql.SQL(
             "SELECT device_id, date_bin(%(width)s, ts, %(origin)s::timestamptz) AS bucket, "
             "{agg}({metric})::double precision AS value, count({metric}) AS n FROM readings "
-            "WHERE ts >= %(start)s AND ts < %(end)s GROUP BY 1, 2").format(
+            "WHERE ts >= %(start)s AND ts < %(end)s AND {metric} IS NOT NULL "
+            "AND device_id IN (SELECT device_id FROM devices WHERE kind = %(kind)s) "
+            "GROUP BY 1, 2").format(
                 agg=sql.SQL(agg), metric=_field(metric))
     query = sql.SQL(
         "SELECT w.device_id, d.subject_id, w.bucket, w.value, w.n, {limit} AS lim "
@@ -120,7 +122,11 @@ def state_runs(conn: psycopg.Connection, *, device_kind: str, state: dict[str, b
                    lag(({hit})) OVER w AS prev_hit, r.ts - lag(r.ts) OVER w AS since_prev
               FROM readings r
              WHERE r.ts >= %(start)s AND r.ts < %(end)s
-               AND r.device_id IN (SELECT device_id FROM devices WHERE kind = %(kind)s)
+               AND r.device_id IN (
+                   -- only devices ever in the state: one cheap scan saves ordering the rest
+                   SELECT DISTINCT x.device_id FROM readings x
+                    WHERE x.ts >= %(start)s AND x.ts < %(end)s AND ({xhit})
+                      AND x.device_id IN (SELECT device_id FROM devices WHERE kind = %(kind)s))
             WINDOW w AS (PARTITION BY r.device_id ORDER BY r.ts)
         ), h AS (
             SELECT device_id, ts,
@@ -131,7 +137,10 @@ def state_runs(conn: psycopg.Connection, *, device_kind: str, state: dict[str, b
         )
         SELECT g.device_id, d.subject_id, min(ts), max(ts), count(*)
           FROM g JOIN devices d USING (device_id)
-         GROUP BY g.device_id, d.subject_id, grp ORDER BY 1, 3""").format(hit=hit)
+         GROUP BY g.device_id, d.subject_id, grp ORDER BY 1, 3""").format(
+        hit=hit, xhit=sql.SQL(" AND ").join(
+            sql.SQL("x.{f} IS NOT DISTINCT FROM {v}").format(f=_field(f), v=sql.Literal(v))
+            for f, v in sorted(state.items())))
     rows = conn.execute(query, {"start": start, "end": end, "kind": device_kind,
                                 "gap": max_gap}).fetchall()
     return [StateRun(*r) for r in rows]
@@ -152,17 +161,31 @@ def reading_gaps(conn: psycopg.Connection, *, device_kind: str, longer_than: tim
     """Gaps longer than `longer_than` between readings of each device of a kind in
     [start, end), and each device's trailing gap from its last reading to `end`. Devices
     with no reading at all in the range have no gap here (they never reported)."""
+    # A gap longer than L holds a whole bucket of width L/2 with no reading: devices with no
+    # such empty bucket (nearly all) are ruled out by one aggregate before any ordering.
     rows = conn.execute("""
-        WITH r AS (
-            SELECT device_id, ts, lead(ts) OVER (PARTITION BY device_id ORDER BY ts) AS nxt
+        WITH b AS (
+            SELECT device_id, date_bin(%(half)s, ts, %(origin)s::timestamptz) AS bucket
               FROM readings
              WHERE ts >= %(start)s AND ts < %(end)s
                AND device_id IN (SELECT device_id FROM devices WHERE kind = %(kind)s)
+             GROUP BY 1, 2
+        ), candidates AS (
+            SELECT device_id FROM b GROUP BY device_id
+            HAVING count(*) < floor(extract(epoch FROM max(bucket) - min(bucket))
+                                    / extract(epoch FROM %(half)s)) + 1
+                OR max(bucket) < %(end)s - %(gap)s
+        ), r AS (
+            SELECT device_id, ts, lead(ts) OVER (PARTITION BY device_id ORDER BY ts) AS nxt
+              FROM readings
+             WHERE ts >= %(start)s AND ts < %(end)s
+               AND device_id IN (SELECT device_id FROM candidates)
         )
         SELECT r.device_id, d.subject_id, r.ts, r.nxt FROM r JOIN devices d USING (device_id)
          WHERE (r.nxt IS NULL AND %(end)s - r.ts > %(gap)s) OR r.nxt - r.ts > %(gap)s
          ORDER BY 1, 3""",
-        {"start": start, "end": end, "kind": device_kind, "gap": longer_than}).fetchall()
+        {"start": start, "end": end, "kind": device_kind, "gap": longer_than,
+         "half": longer_than / 2, "origin": BUCKET_ORIGIN}).fetchall()
     return [Gap(*r) for r in rows]
 
 
@@ -237,6 +260,13 @@ def series(conn: psycopg.Connection, device_id: str, fields: Sequence[str], star
                     "AND ts <= %s ORDER BY ts").format(
         cols=sql.SQL(", ").join(_field(f) for f in fields))
     return conn.execute(query, (device_id, start, end)).fetchall()
+
+
+def set_work_mem(conn: psycopg.Connection, value: str | None) -> None:
+    """Memory for the engine's sorts and hash aggregates on this session (None: the
+    server's default); a day of windows spills to disk under the 4 MB default."""
+    conn.execute("SELECT set_config('work_mem', %s, false)", (value or "",)) if value else \
+        conn.execute("RESET work_mem")
 
 
 def data_span(conn: psycopg.Connection) -> tuple[datetime | None, datetime | None]:
