@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "citywatch.cmd_service",
     "citywatch.cmd_ingest",
     "citywatch.cmd_detect",
+    "citywatch.cmd_model",
     "citywatch.cmd_rules",
 )
 
