@@ -199,10 +199,9 @@ class Collector:
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         if self._closing.is_set():
             return  # not acknowledged: the broker keeps it for the next session
-        item = _Inbound(msg.topic, bytes(msg.payload), datetime.now(UTC), time.monotonic(),
+        item = _Inbound(msg.topic, msg.payload, datetime.now(UTC), time.monotonic(),
                         msg.mid, msg.qos, self._generation)
-        with self._lock:
-            self._counts.received += 1
+        self._counts.received += 1  # written by this (the network) thread only
         while True:
             try:
                 self._queue.put(item, timeout=0.5)

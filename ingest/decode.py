@@ -74,12 +74,15 @@ def _reject_constant(name: str) -> float:
     raise Rejected("not_finite", f"JSON constant {name} is not a number")
 
 
+_JSON = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def parse_json_object(payload: bytes, limit: int) -> dict[str, Any]:
     """The payload as a JSON object, checked against the size limit."""
     if len(payload) > limit:
         raise Rejected("payload_too_large", f"{len(payload)} bytes, the limit is {limit}")
     try:
-        doc = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
+        doc = _JSON.decode(payload.decode("utf-8"))
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, over-long integers
         raise Rejected("not_json", str(exc)) from None
     except RecursionError:

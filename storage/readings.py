@@ -10,7 +10,8 @@ reading is never overwritten, and a changed one is never silently dropped.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
+from operator import attrgetter
 
 import psycopg
 from psycopg import sql
@@ -49,6 +50,9 @@ class _Table:
 
 READINGS = _Table("readings", READING_COLUMNS, ("device_id", "ts"))
 TELEMETRY = _Table("telemetry", TELEMETRY_COLUMNS, ("drone_id", "ts"))
+# dataclasses.astuple deep-copies every field: far slower than the COPY it feeds.
+_reading_row = attrgetter(*READING_COLUMNS)
+_telemetry_row = attrgetter(*TELEMETRY_COLUMNS)
 
 
 def _idents(names: Iterable[str], qualifier: str | None = None) -> sql.Composable:
@@ -85,12 +89,12 @@ def _staged_insert(conn: psycopg.Connection, table: _Table, rows: Sequence[tuple
 
 def insert_readings(conn: psycopg.Connection, readings: Sequence[Reading]) -> WriteResult:
     """Store readings idempotently inside the caller's transaction (the caller commits)."""
-    return _staged_insert(conn, READINGS, [astuple(r) for r in readings])
+    return _staged_insert(conn, READINGS, [_reading_row(r) for r in readings])
 
 
 def insert_telemetry(conn: psycopg.Connection, points: Sequence[Telemetry]) -> WriteResult:
     """Store drone telemetry idempotently inside the caller's transaction."""
-    return _staged_insert(conn, TELEMETRY, [astuple(t) for t in points])
+    return _staged_insert(conn, TELEMETRY, [_telemetry_row(t) for t in points])
 
 
 def copy_readings(conn: psycopg.Connection, readings: Iterable[Reading]) -> int:
@@ -100,7 +104,7 @@ def copy_readings(conn: psycopg.Connection, readings: Iterable[Reading]) -> int:
     with conn.cursor() as cur, cur.copy(sql.SQL("COPY readings ({}) FROM STDIN").format(
             _idents(READING_COLUMNS))) as copy:
         for r in readings:
-            copy.write_row(astuple(r))
+            copy.write_row(_reading_row(r))
             n += 1
     return n
 
