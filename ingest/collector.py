@@ -35,7 +35,7 @@ from psycopg_pool import PoolTimeout
 
 from citywatch.config import AppConfig
 from ingest import mqtturl
-from ingest.decode import Message, parse_topic
+from ingest.decode import Address, Message, parse_topic
 from ingest.errors import IngestError, Rejected
 from ingest.routes import ROUTES, Accepted, Route
 from storage import readings as store
@@ -144,6 +144,7 @@ class Collector:
         self._writer: threading.Thread | None = None
         self._devices: dict[str, str] = {}
         self._devices_loaded = float("-inf")
+        self._addresses: dict[str, Address] = {}
         self._client = self._make_client()
 
     # -- MQTT ------------------------------------------------------------------------------
@@ -358,7 +359,12 @@ class Collector:
         return kind
 
     def _decode(self, conn: psycopg.Connection, item: _Inbound) -> tuple[Route, Accepted]:
-        address = parse_topic(self.config.mqtt.topic_prefix, item.topic)
+        address = self._addresses.get(item.topic)
+        if address is None:
+            address = parse_topic(self.config.mqtt.topic_prefix, item.topic)
+            if len(self._addresses) > 100_000:  # bounded: one entry per device and kind
+                self._addresses.clear()
+            self._addresses[item.topic] = address
         route = self.routes.get(address.kind)
         if route is None:
             raise Rejected("unsupported", f"no handler for {address.kind!r} messages yet")

@@ -113,7 +113,8 @@ class ScenarioSpec(_Model):
     name: str = Field(title="Scenario name")
     description: str = Field("", title="What the scenario shows")
     seed: int = Field(1, title="Random seed: the same seed gives the same messages")
-    day: str = Field("yesterday", title="Simulated local day: an ISO date or 'yesterday'")
+    day: date | Literal["yesterday"] = Field(
+        "yesterday", title="Simulated local day: an ISO date or 'yesterday'")
     utc_offset_h: float = Field(8.0, title="Local time zone offset (Hangzhou: +8)")
     fume_limit_mg_m3: float = Field(
         2.0, gt=0, title="Limit the normal baseline stays well under (GB 18483-2001)")
@@ -403,7 +404,9 @@ class Scenario:
                 yield m.record
 
 
-def resolve_day(value: str, today: date | None = None) -> date:
+def resolve_day(value: str | date, today: date | None = None) -> date:
+    if isinstance(value, date):
+        return value
     today = today or datetime.now(UTC).date()
     if value == "yesterday":
         return today - timedelta(days=1)

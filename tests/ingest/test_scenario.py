@@ -145,7 +145,7 @@ def test_violations_file_has_one_of_each_sensor_rule():
      "expect: [fume.too_loud]}]\n", "unknown rule ids"),
     ("name: x\nbad_messages: [{reason: it_broke, at: '10:00'}]\n", "bad_messages/0/reason"),
     ("name: x\nflights: [{drone: UAV-99, start: '10:00'}]\n", "not a registered drone"),
-    ("name: x\nday: someday\n", "ISO date"),
+    ("name: x\nday: someday\n", "valid date"),
     ("name: x\ncolour: red\n", "colour"),
 ])
 def test_bad_scenario_files_name_the_problem(tmp_path, text, says):
