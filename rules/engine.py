@@ -79,11 +79,13 @@ def load_rules(config: AppConfig) -> RuleSet:
 
 def evaluate(config: AppConfig, db: Database, *, since: datetime | None = None,
              until: datetime | None = None, ruleset: RuleSet | None = None,
-             actor: str = ACTOR) -> EvaluationResult:
+             actor: str = ACTOR, live: bool = False) -> EvaluationResult:
     """Evaluate every enabled rule over [since, until) of event time and record the cases.
 
     `since` None: from the first stored reading or frame; `until` None: just after the last
     one (event time, not the wall clock, so a batch over old data judges it as it was).
+    `live`: more data may still come (the engine loop), so a window is judged only once the
+    data has passed its end; a batch judges the last, partly filled windows as they are.
     Raises EngineBusy when another engine is evaluating.
     """
     rs = ruleset or load_rules(config)
@@ -95,7 +97,7 @@ def evaluate(config: AppConfig, db: Database, *, since: datetime | None = None,
             raise EngineBusy("another rule engine is evaluating (advisory lock held)")
         try:
             rule_queries.set_work_mem(conn, config.rules.work_mem)
-            return _evaluate_locked(conn, config, rs, tz, since, until, actor)
+            return _evaluate_locked(conn, config, rs, tz, since, until, actor, live)
         finally:
             conn.rollback()
             rule_queries.set_work_mem(conn, None)
@@ -105,7 +107,7 @@ def evaluate(config: AppConfig, db: Database, *, since: datetime | None = None,
 
 def _evaluate_locked(conn: psycopg.Connection, config: AppConfig, rs: RuleSet, tz: ZoneInfo,
                      since: datetime | None, until: datetime | None,
-                     actor: str) -> EvaluationResult:
+                     actor: str, live: bool) -> EvaluationResult:
     first, last = rule_queries.data_span(conn)
     if first is None:
         return EvaluationResult(None, None)
@@ -119,7 +121,7 @@ def _evaluate_locked(conn: psycopg.Connection, config: AppConfig, rs: RuleSet, t
     t0 = time.monotonic()
     ctx = EvalContext(conn, start, until, tz, rs.profile,
                       {s.subject_id: s for s in registry_store.subjects(conn)},
-                      {d.device_id: d for d in registry_store.devices(conn)})
+                      {d.device_id: d for d in registry_store.devices(conn)}, live=live)
     emitted: list[tuple[RuleBase, Episode]] = []
     by_rule: dict[str, int] = {}
     suppressed = 0
@@ -208,7 +210,7 @@ def run_engine(config: AppConfig, db: Database, stop: threading.Event) -> None:
             with db.connection() as conn:
                 watermark = case_store.engine_watermark(conn, ENGINE_NAME)
             result = evaluate(config, db, since=watermark - lateness if watermark else None,
-                              ruleset=ruleset)
+                              ruleset=ruleset, live=True)
             with db.connection() as conn:
                 if result.until is not None:
                     case_store.set_engine_watermark(conn, ENGINE_NAME, result.until)

@@ -111,6 +111,7 @@ class EvalContext:
     subjects: dict[str, Subject]
     devices: dict[str, Device]
     episodes: dict[str, list[Episode]] = field(default_factory=dict)  # by rule id, so far
+    live: bool = False  # more data may come: judge only windows that have closed
 
     def hours(self, spec: str | list[str], subject: Subject) -> DailyHours | None:
         """The rule's time windows for this subject; None means at any time."""

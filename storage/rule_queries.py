@@ -65,10 +65,11 @@ class WindowRow:
 def exceeding_windows(conn: psycopg.Connection, *, device_kind: str, metric: str,
                       aggregate: str, width: timedelta, op: str, value: float,
                       offset_prop: str | None, min_samples: int, start: datetime,
-                      end: datetime) -> list[WindowRow]:
+                      end: datetime, closed_by: datetime | None = None) -> list[WindowRow]:
     """Windows of `width` starting in [start, end) whose aggregate of `metric` is `op` the
     limit (`value`, plus the subject's `offset_prop` when given), with at least
-    `min_samples` readings, ordered by device and time."""
+    `min_samples` readings, ordered by device and time. With `closed_by`, only windows that
+    end by then (a window still filling is not judged yet)."""
     agg = AGGREGATES[aggregate]
     limit = sql.SQL("{v}::double precision + coalesce((s.props ->> {p})::double precision, 0)").format(
         v=sql.Literal(value), p=sql.Literal(offset_prop)) if offset_prop else \
@@ -91,10 +92,13 @@ def exceeding_windows(conn: psycopg.Connection, *, device_kind: str, metric: str
         "SELECT w.device_id, d.subject_id, w.bucket, w.value, w.n, {limit} AS lim "
         "FROM ({windows}) w JOIN devices d ON d.device_id = w.device_id AND d.kind = %(kind)s "
         "JOIN subjects s ON s.subject_id = d.subject_id "
-        "WHERE w.n >= %(min_n)s AND w.value {op} {limit} ORDER BY 1, 3").format(
+        "WHERE w.n >= %(min_n)s AND w.value {op} {limit} "
+        "AND (%(closed)s::timestamptz IS NULL OR w.bucket + %(width)s <= %(closed)s) "
+        "ORDER BY 1, 3").format(
             limit=limit, windows=windows, op=sql.SQL(OPERATORS[op]))
     rows = conn.execute(query, {"width": width, "origin": BUCKET_ORIGIN, "start": start,
-                                "end": end, "kind": device_kind, "min_n": min_samples}).fetchall()
+                                "end": end, "kind": device_kind, "min_n": min_samples,
+                                "closed": closed_by}).fetchall()
     return [WindowRow(*r) for r in rows]
 
 

@@ -58,7 +58,8 @@ class ThresholdEvaluator:
         rows = rule_queries.exceeding_windows(
             ctx.conn, device_kind=r.device_kind, metric=r.metric, aggregate=r.aggregate,
             width=r.window, op=r.op, value=resolve_limit(r.value, ctx.profile),
-            offset_prop=r.offset_prop, min_samples=r.min_samples, start=ctx.start, end=ctx.end)
+            offset_prop=r.offset_prop, min_samples=r.min_samples, start=ctx.start, end=ctx.end,
+            closed_by=ctx.end if ctx.live else None)
         by_device: dict[tuple[str, str], list[rule_queries.WindowRow]] = {}
         for row in rows:
             subject = ctx.subjects.get(row.subject_id)
