@@ -77,7 +77,7 @@ class DetectorConfig(BaseModel):
     workers: int = Field(1, ge=0, title="Worker threads in `citywatch run`")
     max_attempts: int = Field(3, ge=1, title="Tries before a frame is marked failed")
     poll_interval_s: float = Field(
-        0.2, gt=0, title="Wait between polls when the queue is empty (s)"
+        0.05, gt=0, title="Wait between polls when the queue is empty (s)"
     )
     stale_after_s: float = Field(
         120.0, gt=0, title="A claim older than this (s) is taken to belong to a dead worker",

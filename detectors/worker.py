@@ -146,15 +146,17 @@ class Worker:
                     frames_repo.fail(conn, c, f"detector: {type(exc).__name__}: {exc}",
                                      self.config.max_attempts)
             return BatchResult(len(claimed), 0, failed + len(ok), 0)
+        located = [(c, locate(c.frame, found, self.zones, self.config.anchor))
+                   for c, found in zip(ok, results, strict=True)]
         with self.db.connection() as conn:
-            for c, found in zip(ok, results, strict=True):
-                dets = locate(c.frame, found, self.zones, self.config.anchor)
-                if frames_repo.complete(conn, c, dets, self.detector.model):
-                    done += 1
-                else:
-                    lost += 1
-                    log.warning("%s: claim on %s was handed on; result discarded", self.name,
-                                c.frame.sha256[:12])
+            written = frames_repo.complete_batch(conn, located, self.detector.model)
+        for (c, _), ok_ in zip(located, written, strict=True):
+            if ok_:
+                done += 1
+            else:
+                lost += 1
+                log.warning("%s: claim on %s was handed on; result discarded", self.name,
+                            c.frame.sha256[:12])
         return BatchResult(len(claimed), done, failed, lost)
 
     def run(self, stop: threading.Event, *, until_empty: bool = False,

@@ -182,35 +182,49 @@ def claim(conn: psycopg.Connection, worker_id: str, limit: int) -> list[ClaimedF
 
 def complete(conn: psycopg.Connection, claimed: ClaimedFrame, detections: Sequence[Detection],
              model: ModelInfo) -> bool:
-    """Write the frame's detections and mark it done, in one transaction.
+    """Write one frame's detections and mark it done, in one transaction (see complete_batch)."""
+    return complete_batch(conn, [(claimed, detections)], model)[0]
 
-    Returns False (writing nothing) when the claim is no longer this worker's: it was
-    judged stale and handed to another worker, whose result counts instead.
+
+def complete_batch(conn: psycopg.Connection,
+                   results: Sequence[tuple[ClaimedFrame, Sequence[Detection]]],
+                   model: ModelInfo) -> list[bool]:
+    """Write the detections of a batch of frames and mark them done, in one transaction.
+
+    Returns per frame whether it was written. A frame whose claim is no longer this
+    worker's (judged stale and handed to another worker, whose result counts instead) gets
+    False and nothing is written for it.
     """
-    f = claimed.frame
+    if not results:
+        return []
+    keys = [(c.frame.sha256, c.frame.ts, c.claimed_by, c.attempts) for c, _ in results]
     try:
-        row = conn.execute(
-            "UPDATE frames SET status = 'done', processed_at = now(), last_error = NULL "
-            "WHERE sha256 = %s AND ts = %s AND status = 'processing' "
-            "AND claimed_by = %s AND attempts = %s RETURNING sha256",
-            (f.sha256, f.ts, claimed.claimed_by, claimed.attempts)).fetchone()
-        if row is None:
-            conn.rollback()
-            return False
-        if detections:
-            with conn.cursor() as cur, cur.copy(
-                    f"COPY detections ({', '.join(DETECTION_COLUMNS)}) FROM STDIN") as copy:
-                for i, d in enumerate(detections):
-                    copy.write_row((
-                        f.sha256, f.ts, i, f.source_kind, f.source_id, d.class_id,
-                        d.class_name, d.confidence, d.x1, d.y1, d.x2, d.y2, d.lat, d.lon,
-                        d.subject_id, d.zone_kind, f.fit_as_evidence, model.name,
-                        model.version, model.weights_sha256))
+        with conn.cursor() as cur:
+            rows = cur.execute(
+                "UPDATE frames AS f SET status = 'done', processed_at = now(), last_error = NULL "
+                "FROM unnest(%s::text[], %s::timestamptz[], %s::text[], %s::int[]) "
+                "  AS c(sha256, ts, claimed_by, attempts) "
+                "WHERE f.sha256 = c.sha256 AND f.ts = c.ts AND f.status = 'processing' "
+                "AND f.claimed_by = c.claimed_by AND f.attempts = c.attempts "
+                "RETURNING f.sha256, f.ts",
+                [list(col) for col in zip(*keys, strict=True)]).fetchall()
+            won = set(rows)
+            with cur.copy(f"COPY detections ({', '.join(DETECTION_COLUMNS)}) FROM STDIN") as copy:
+                for c, detections in results:
+                    f = c.frame
+                    if (f.sha256, f.ts) not in won:
+                        continue
+                    for i, d in enumerate(detections):
+                        copy.write_row((
+                            f.sha256, f.ts, i, f.source_kind, f.source_id, d.class_id,
+                            d.class_name, d.confidence, d.x1, d.y1, d.x2, d.y2, d.lat, d.lon,
+                            d.subject_id, d.zone_kind, f.fit_as_evidence, model.name,
+                            model.version, model.weights_sha256))
         conn.commit()
     except psycopg.Error as exc:
         conn.rollback()
-        raise StorageError(f"cannot store detections of frame {f.sha256}: {exc}") from exc
-    return True
+        raise StorageError(f"cannot store detections of {len(results)} frames: {exc}") from exc
+    return [(c.frame.sha256, c.frame.ts) in won for c, _ in results]
 
 
 def fail(conn: psycopg.Connection, claimed: ClaimedFrame, error: str, max_attempts: int) -> str | None:

@@ -135,3 +135,23 @@ def test_a_frame_that_kills_every_worker_ends_failed(db):
             repo.recover_stale(conn, stale_after_s=60, max_attempts=2)
         (_, status, attempts, error), = repo.frame_states(conn)
     assert (status, attempts) == ("failed", 2) and "went stale" in error
+
+
+def test_batch_completion_skips_only_the_frames_whose_claim_was_lost(db):
+    queue(db, 3)
+    with db.connection() as conn:
+        a, b, c = repo.claim(conn, "w1", 3)
+        # b's claim goes stale and another worker finishes it first
+        conn.execute("UPDATE frames SET claimed_at = now() - interval '1 hour' WHERE sha256 = %s",
+                     (b.frame.sha256,))
+        conn.commit()
+        assert repo.recover_stale(conn, 60, 3) == 1
+        (b2,) = repo.claim(conn, "w2", 3)
+        assert repo.complete(conn, b2, dets(1), MODEL)
+        assert repo.complete_batch(conn, [(a, dets(2)), (b, dets(5)), (c, [])], MODEL) == \
+            [True, False, True]
+        per_frame = {s: 0 for s in (a.frame.sha256, b.frame.sha256, c.frame.sha256)}
+        for d in repo.detections(conn):
+            per_frame[d.frame_sha256] += 1
+        assert per_frame == {a.frame.sha256: 2, b.frame.sha256: 1, c.frame.sha256: 0}
+        assert repo.status_counts(conn)["done"] == 3

@@ -1,0 +1,216 @@
+"""Detection benchmark: the whole frame path against ultralytics predict() alone.
+
+    python -m bench.detect [--frames 64] [--weights detectors/models/citywatch-default.onnx]
+                           [--database-url postgresql://postgres@127.0.0.1:5432/postgres]
+                           [--mqtt mqtt://127.0.0.1:1883] [--json out.json]
+
+1. Renders a simulated drone pass (640x480 JPEG frames, as the drone simulator sends).
+2. predict() alone: the same model and the same decoded images, in batches of
+   detectors.batch_size, warm; frames/s.
+3. The whole path in the same run: frame envelopes published over MQTT -> collector
+   (decode, quality, evidence store, frames row) -> detector worker (claim, evidence read
+   and hash check, inference, georeferencing, zone matching, detections rows, done).
+   Clock from the first publish to the last frame marked done; frames/s and its share of
+   predict() alone.
+4. Latency of one frame (batch 1) at imgsz 640 and 320 for .pt and .onnx weights.
+
+It uses a database of its own (created and dropped) and a topic prefix of its own.
+Without trained weights it builds an untrained YOLOv8n of the same architecture: its
+detections mean nothing, but its speed is that of the real model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import platform
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import cv2
+import numpy as np
+import psycopg
+
+from citywatch import app
+from citywatch import config as config_mod
+from citywatch.config import PROJECT_ROOT
+from citywatch.registry import load as load_registry
+from detectors.worker import make_worker
+from detectors.yolo import YoloDetector, build_untrained
+from ingest.collector import Collector
+from simulators.drone import publish_pass, street_pass
+from simulators.scenes import CLASSES
+from storage import frames as frames_repo
+
+DEFAULT_WEIGHTS = PROJECT_ROOT / "detectors" / "models" / "citywatch-default.onnx"
+
+
+def _weights(path: Path | None, workdir: Path) -> tuple[Path, Path, bool]:
+    """(.pt, .onnx, trained?) to measure."""
+    if path is None and DEFAULT_WEIGHTS.exists():
+        path = DEFAULT_WEIGHTS
+    if path is not None:
+        pt, onnx = path.with_suffix(".pt"), path.with_suffix(".onnx")
+        if not pt.exists() or not onnx.exists():
+            raise SystemExit(f"need both {pt.name} and {onnx.name} beside each other")
+        return pt, onnx, True
+    onnx = build_untrained(workdir / "untrained.pt", CLASSES, onnx=True)
+    return onnx.with_suffix(".pt"), onnx, False
+
+
+def predict_alone(weights: Path, images: list[np.ndarray], imgsz: int, batch: int,
+                  device: str) -> float:
+    """frames/s of ultralytics predict() on decoded images, warm, in batches."""
+    from ultralytics import YOLO
+
+    model = YOLO(str(weights), task="detect")
+    model.predict(images[:batch], imgsz=imgsz, batch=batch, verbose=False, device=device)
+    t0 = time.monotonic()
+    for i in range(0, len(images), batch):
+        model.predict(images[i:i + batch], imgsz=imgsz, batch=batch, verbose=False,
+                      device=device)
+    return len(images) / (time.monotonic() - t0)
+
+
+def latency_ms(weights: Path, images: list[np.ndarray], imgsz: int, device: str) -> float:
+    """Median ms for one frame (batch 1) through YoloDetector."""
+    det = YoloDetector(weights, imgsz=imgsz, batch_size=1, device=device)
+    det.detect(images[:2])
+    times = []
+    for img in images:
+        t0 = time.monotonic()
+        det.detect([img])
+        times.append((time.monotonic() - t0) * 1000)
+    return statistics.median(times)
+
+
+def whole_path(config, flight, n: int, timeout: float = 900.0) -> float:
+    """frames/s from the first publish until every frame of `flight` is done."""
+    db = app.open_database(config, name="bench-detect")
+    with db.connection() as conn:
+        before = sum(frames_repo.status_counts(conn).values())
+    collector = Collector(config, db).start()
+    stop = threading.Event()
+    worker = make_worker(config, db)
+    worker.detector.detect([flight.frames[0].rendered.image])  # warm, like predict_alone
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    try:
+        thread.start()
+        t0 = time.monotonic()
+        publish_pass(flight, config.mqtt.url, config.mqtt.topic_prefix)
+        queued_at = None
+        while True:
+            with db.connection() as conn:
+                counts = frames_repo.status_counts(conn)
+                dead = conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
+            if queued_at is None and sum(counts.values()) >= before + n:
+                queued_at = time.monotonic() - t0
+            if counts["done"] + counts["failed"] >= before + n:
+                break
+            if dead:
+                raise SystemExit(f"{dead} frames were dead-lettered in the benchmark")
+            if time.monotonic() - t0 > timeout:
+                raise SystemExit(f"whole path did not finish within {timeout} s: {counts}")
+            time.sleep(0.01)
+        elapsed = time.monotonic() - t0
+        if counts["failed"]:
+            raise SystemExit(f"{counts['failed']} frames failed in the benchmark")
+        logging.getLogger("bench").warning("all %d frames queued after %.2f s, done after %.2f s",
+                                            n, queued_at, elapsed)
+        return n / elapsed
+    finally:
+        stop.set()
+        thread.join(30)
+        collector.stop(5)
+        db.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=64)
+    parser.add_argument("--latency-frames", type=int, default=20)
+    parser.add_argument("--weights", type=Path, help=".pt or .onnx (the other beside it)")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--database-url",
+                        default=os.environ.get("CITYWATCH_TEST_PG",
+                                               "postgresql://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument("--mqtt", default=os.environ.get("CITYWATCH_TEST_MQTT",
+                                                         "mqtt://127.0.0.1:1883"))
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+
+    workdir = Path(tempfile.mkdtemp(prefix="cw-bench-"))
+    pt, onnx, trained = _weights(args.weights, workdir)
+    registry = load_registry(PROJECT_ROOT / "configs" / "registry")
+    flight = street_pass(registry, "ST-010", stalls=6, seed=11, spacing_m=5.0,
+                         max_frames=args.frames)
+    n = len(flight.frames)
+    images = [cv2.imdecode(np.frombuffer(f.jpeg, np.uint8), cv2.IMREAD_COLOR)
+              for f in flight.frames]
+
+    name = f"cwbench_{uuid.uuid4().hex[:10]}"
+    base = args.database_url.rpartition("/")[0]
+    with psycopg.connect(args.database_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        config = config_mod.load(env={})
+        tag = uuid.uuid4().hex[:8]
+        config.database.url = f"{base}/{name}"
+        config.mqtt.url = args.mqtt
+        config.mqtt.topic_prefix = f"cwbench-{tag}/v1"
+        config.mqtt.client_id = f"cwbench-{tag}"
+        config.mqtt.shared_group = None
+        config.data_dir = str(workdir / "data")
+        config.detectors.weights = str(onnx)
+        config.detectors.batch_size = args.batch
+        config.detectors.device = args.device
+        imgsz = config.detectors.imgsz
+
+        # Two interleaved rounds, so load from other processes on the machine weighs on
+        # both sides alike; each side's rate is its frames over its total time.
+        alone_s = path_s = 0.0
+        for r in range(args.rounds):
+            alone_s += n / predict_alone(onnx, images, imgsz, args.batch, args.device)
+            config.mqtt.topic_prefix = f"cwbench-{tag}-{r}/v1"
+            config.mqtt.client_id = f"cwbench-{tag}-{r}"
+            # a later pass of the same street: same images, new event times, new frames
+            again = dataclasses.replace(flight, frames=[
+                dataclasses.replace(f, header=f.header | {
+                    "ts": (f.ts - timedelta(minutes=10 * r)).isoformat()}) for f in flight.frames])
+            path_s += n / whole_path(config, again, n)
+        alone, path_fps = n * args.rounds / alone_s, n * args.rounds / path_s
+        lat = {f"{w.suffix.lstrip('.')}@{size}": latency_ms(w, images[:args.latency_frames],
+                                                           size, args.device)
+               for w in (pt, onnx) for size in (640, 320)}
+    finally:
+        with psycopg.connect(args.database_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    result = {
+        "frames": n, "rounds": args.rounds, "image": "640x480 JPEG", "imgsz": imgsz, "batch": args.batch,
+        "weights": onnx.name if trained else "untrained YOLOv8n (same architecture)",
+        "device": args.device, "cpus": os.cpu_count(), "machine": platform.processor() or
+        platform.machine(),
+        "predict_alone_fps": round(alone, 2), "whole_path_fps": round(path_fps, 2),
+        "whole_path_share": round(path_fps / alone, 3),
+        "latency_ms": {k: round(v, 1) for k, v in lat.items()},
+    }
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
