@@ -15,7 +15,7 @@ TIME_H=${3:-0.105}
 N_TRAIN=${4:-10000}
 N_VAL=${5:-600}
 WORKERS=${6:-16}
-WORK=${CITYWATCH_TRAIN_WORK:-/tmp/citywatch-train}
+WORK=${CITYWATCH_TRAIN_WORK:-${TMPDIR:-/tmp}/citywatch-train}
 # a hard stop a little after the time budget, so weights are always copied out
 HARD_STOP_S=$(python3 -c "print(int(${TIME_H} * 3600 + 60))")
 mkdir -p "$OUT" "$WORK"
