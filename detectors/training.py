@@ -167,13 +167,16 @@ def check_dataset(data_yaml: str | os.PathLike[str]) -> dict[str, int]:
     base = Path(doc.get("path") or data_yaml.parent)
     if not base.is_absolute():
         base = data_yaml.parent / base
-    problems, sizes = [], {}
+    problems, sizes, checked = [], {}, {}
     for split in SPLITS:
         rel = doc.get(split)
-        if not rel or split in sizes:
+        if not rel:
+            continue
+        if rel in checked:  # a split that reuses another's folder (held-out only sets)
+            sizes[split] = checked[rel]
             continue
         images = sorted(p for p in (base / rel).glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-        sizes[split] = len(images)
+        sizes[split] = checked[rel] = len(images)
         label_dir = base / str(rel).replace("images", "labels", 1)
         for img in images:
             lbl = label_dir / f"{img.stem}.txt"

@@ -126,3 +126,24 @@ def test_committed_default_model_detects_fresh_scenes(weights: Path, fresh_held_
     by_name = {c.name: c for c in report.classes}
     for name in ("street_stall", "vehicle", "cone_upright"):
         assert by_name[name].map50 >= 0.6, report.to_markdown()
+
+
+@pytest.mark.parametrize(
+    "argv, code",
+    [
+        (["model", "dataset", "--seed", "3", "--val", "2", "--width", "192", "--height", "160"], 0),
+        (["model", "dataset", "--seed", "3"], 2),  # nothing to render
+        (["model", "eval", "missing.pt", "--data", "missing.yaml"], 2),
+    ],
+)
+def test_citywatch_model_command(tmp_path: Path, capsys, argv, code):
+    from citywatch.cli import main
+
+    out = tmp_path / "ds"
+    args = argv + ["--out", str(out)] if argv[1] == "dataset" else argv
+    assert main(args) == code
+    if code == 0:
+        # a dataset with only a val split trains on it too (ultralytics wants both)
+        assert training.check_dataset(out / "data.yaml") == {"train": 2, "val": 2}
+    else:
+        assert "error:" in capsys.readouterr().err
