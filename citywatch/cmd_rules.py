@@ -131,11 +131,13 @@ def _case_dict(c: case_store.Case) -> dict:
 
 def cases_list(args: argparse.Namespace) -> int:
     cfg = load_config(args)
+    tz = ZoneInfo(cfg.rules.timezone)
     with app.open_database(cfg) as db, db.connection() as conn:
         cases = case_store.list_cases(conn, status=args.status, rule_id=args.rule,
                                       subject_id=args.subject, include_fused=args.all)
     emit([_case_dict(c) for c in cases], args.json, "\n".join(
-        f"#{c.case_id:<5} {c.rule_id:<28} {c.subject_id:<9} {c.episode_start:%Y-%m-%d %H:%M} "
+        f"#{c.case_id:<5} {c.rule_id:<28} {c.subject_id:<9} "
+        f"{c.episode_start.astimezone(tz):%Y-%m-%d %H:%M}-{c.episode_end.astimezone(tz):%H:%M} "
         f"{c.status:<12} {c.evidence_state}" for c in cases) or "no cases")
     return 0
 
@@ -155,14 +157,16 @@ def cases_show(args: argparse.Namespace) -> int:
                          "reason": t.reason, "at": t.at} for t in d.transitions],
         "fused": d.fused}
     c = d.case
+    tz = ZoneInfo(cfg.rules.timezone)
     text = [f"case #{c.case_id} {c.title}", f"  rule {c.rule_id} v{c.rule_version} "
             f"({c.kind}, {c.severity}); basis: {c.legal_basis}",
-            f"  subject {c.subject_id} ({c.area_id}); {c.episode_start} .. {c.episode_end}",
+            f"  subject {c.subject_id} ({c.area_id}); {c.episode_start.astimezone(tz):%Y-%m-%d %H:%M:%S} "
+            f".. {c.episode_end.astimezone(tz):%Y-%m-%d %H:%M:%S} ({cfg.rules.timezone})",
             f"  status {c.status}; evidence {c.evidence_state}"
             + "".join(f"\n    missing: {m}" for m in c.evidence_missing),
             f"  summary {c.summary}"]
     text += [f"  evidence {e.kind:<6} {e.sha256[:16]}… {e.ref[:60]}" for e in d.evidence]
-    text += [f"  {t.at:%Y-%m-%d %H:%M} {t.from_status} -> {t.to_status} by {t.actor}: {t.reason}"
+    text += [f"  {t.at.astimezone(tz):%Y-%m-%d %H:%M} {t.from_status} -> {t.to_status} by {t.actor}: {t.reason}"
              for t in d.transitions]
     if d.fused:
         text.append(f"  fused cases: {d.fused}")

@@ -74,7 +74,8 @@ class EvaluationResult:
 
 def load_rules(config: AppConfig) -> RuleSet:
     """The configured rule set, checked and compiled (RuleSetError names file and path)."""
-    return load(config.resolve(config.rules.directory), config.rules.profile)
+    return load(config.resolve(config.rules.directory), config.rules.profile,
+                config.rules.classes)
 
 
 def evaluate(config: AppConfig, db: Database, *, since: datetime | None = None,

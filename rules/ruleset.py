@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rules.kinds import KINDS
 from rules.kinds.composite import CompositeRule, referenced
+from rules.kinds.detection import DetectionRule
 from rules.model import Evaluator, RuleBase, resolve_limit
 
 AnyRule = Annotated[Union[tuple(k.model for k in KINDS.values())],  # noqa: UP007
@@ -61,8 +62,11 @@ class RuleSet:
         return next(r for r in self.rules if r.id == rule_id)
 
 
-def parse(documents: list[tuple[str, Any]], profile: str) -> RuleSet:
-    """Check parsed YAML documents [(source name, data)] and compile their enabled rules."""
+def parse(documents: list[tuple[str, Any]], profile: str,
+          classes: list[str] | None = None) -> RuleSet:
+    """Check parsed YAML documents [(source name, data)] and compile their enabled rules.
+
+    `classes`: the detection classes that exist; a rule naming another is an error."""
     problems: list[str] = []
     rules: list[RuleBase] = []
     sources: dict[str, str] = {}
@@ -91,6 +95,12 @@ def parse(documents: list[tuple[str, Any]], profile: str) -> RuleSet:
                     resolve_limit(value, profile)
                 except KeyError as exc:
                     problems.append(f"{where}.{name}: {exc.args[0]}")
+            if classes is not None and isinstance(rule, DetectionRule):
+                for name in ("classes", "absent"):
+                    for j, cls in enumerate(getattr(rule, name)):
+                        if cls not in classes:
+                            problems.append(f"{where}.{name}[{j}]: unknown detection class "
+                                            f"{cls!r}")
             sources[rule.id] = where
             rules.append(rule)
     by_id = {r.id: r for r in rules}
@@ -142,7 +152,7 @@ def _display(path: Path) -> str:
         return str(path)
 
 
-def load(directory: Path, profile: str) -> RuleSet:
+def load(directory: Path, profile: str, classes: list[str] | None = None) -> RuleSet:
     """Read every *.yaml under `directory` (sorted by name) into a checked RuleSet."""
     if not directory.is_dir():
         raise RuleSetError([f"{directory}: rule folder not found"])
@@ -155,4 +165,4 @@ def load(directory: Path, profile: str) -> RuleSet:
             problems.append(f"{name}: not valid YAML: {exc}")
     if problems:
         raise RuleSetError(problems)
-    return parse(documents, profile)
+    return parse(documents, profile, classes)

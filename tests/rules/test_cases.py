@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from citywatch.cli import main as cli
-from rules.config import CreditPolicy
+from rules.config import CreditPolicy, RulesConfig
 from rules.credit import code_at
 from rules.engine import ENGINE_LOCK, EngineBusy, evaluate
 from rules.ruleset import RuleSetError, parse
@@ -194,10 +194,13 @@ def test_credit_from_confirmed_cases(config, db, monkeypatch):
     ({"rules": [{"id": "fume.c", "title": "t", "kind": "composite", "subject_type": "merchant",
                  "condition": {"all": ["fume.exceedance", "fume.nothing"]}}]},
      "f.yaml: rules[0].condition.all[1]: unknown rule id 'fume.nothing'"),
+    ({"rules": [{"id": "drone.x", "title": "t", "kind": "detection", "subject_type": "merchant",
+                 "source_kinds": ["drone"], "classes": ["street_stall", "stall"]}]},
+     "f.yaml: rules[0].classes[1]: unknown detection class 'stall'"),
 ])
 def test_rule_file_errors_name_file_and_path(doc, problem):
     with pytest.raises(RuleSetError) as err:
-        parse([("f.yaml", doc)], "standard")
+        parse([("f.yaml", doc)], "standard", RulesConfig().classes)
     assert any(p.startswith(problem) for p in err.value.problems), err.value.problems
 
 
