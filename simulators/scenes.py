@@ -872,7 +872,7 @@ def _box_from_outline(pose: CameraPose, outline_en: np.ndarray, *,
         return None
     if min(cx2 - cx1, cy2 - cy1) < min_box_px:
         return None
-    return cx1, cy1, cx2, cy2
+    return float(cx1), float(cy1), float(cx2), float(cy2)
 
 
 def render_aerial(objects: Sequence[SceneObject], pose: CameraPose, *,
@@ -1350,11 +1350,8 @@ def _draw_road_ground(pose: CameraPose, road_half: float, rng: np.random.Generat
                       world_seed: int) -> np.ndarray:
     """The road and pavements seen by the cone camera, via the ground homography."""
     far = 120.0
-    gsd = 0.05
     east0, north1 = -40.0, far
-    w, h = int(80 / gsd), int((far + 5) / gsd)
-    # a coarser raster for the far field keeps the raster small
-    gsd = max(gsd, 125.0 / 2000)
+    gsd = (far + 5) / 2000  # 6 cm: fine near the pole, and the raster stays 1280 x 2000
     w, h = int(80 / gsd), int((far + 5) / gsd)
     r = _Raster(east0, north1, gsd, w, h)
     wrng = np.random.default_rng(world_seed)
