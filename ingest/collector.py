@@ -141,7 +141,11 @@ class Collector:
         self._connected = threading.Event()
         self._closing = threading.Event()  # take no new messages
         self._abandon = threading.Event()  # stop retrying the database
-        self._writer: threading.Thread | None = None
+        self._writers: list[threading.Thread] = []
+        self._batch_lock = threading.Lock()  # batches are cut in receive order
+        self._batch_seq = 0
+        self._ack_turn = threading.Condition()  # and acknowledged in that order
+        self._ack_next = 0
         self._devices: dict[str, str] = {}
         self._devices_loaded = float("-inf")
         self._addresses: dict[str, Address] = {}
@@ -222,9 +226,11 @@ class Collector:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = m.session_expiry_s
             props.ReceiveMaximum = m.receive_maximum
-        self._writer = threading.Thread(target=self._write_loop, name=f"writer-{self.client_id}",
-                                        daemon=True)
-        self._writer.start()
+        self._writers = [threading.Thread(target=self._write_loop, daemon=True,
+                                          name=f"writer-{self.client_id}-{i}")
+                         for i in range(self.config.ingest.writers)]
+        for w in self._writers:
+            w.start()
         try:
             self._client.connect(self.address.host, self.address.port, keepalive=m.keepalive_s,
                                  clean_start=False if m.protocol == "5" else
@@ -253,13 +259,17 @@ class Collector:
         """Stop taking messages, commit and acknowledge what is held (for up to `timeout`
         seconds), then disconnect. What is not committed by then stays with the broker."""
         self._closing.set()
-        if self._writer is not None:
-            self._writer.join(timeout)
-            if self._writer.is_alive():
-                log.warning("collector %s: batch not committed within %ss; leaving it to the "
-                            "broker to redeliver", self.client_id, timeout)
-                self._abandon.set()
-                self._writer.join(5)
+        deadline = time.monotonic() + timeout
+        for w in self._writers:
+            w.join(max(0.0, deadline - time.monotonic()))
+        if any(w.is_alive() for w in self._writers):
+            log.warning("collector %s: batch not committed within %ss; leaving it to the "
+                        "broker to redeliver", self.client_id, timeout)
+            self._abandon.set()
+            with self._ack_turn:
+                self._ack_turn.notify_all()
+            for w in self._writers:
+                w.join(5)
         self._abandon.set()
         self._client.disconnect()
         self._client.loop_stop()
@@ -297,40 +307,52 @@ class Collector:
         return batch
 
     def _write_loop(self) -> None:
+        # Several writers: one decodes and COPYs while another waits on the database.
         while True:
-            batch = self._next_batch()
+            with self._batch_lock:
+                batch = self._next_batch()
+                seq = self._batch_seq
+                if batch:
+                    self._batch_seq += 1
             if not batch:
                 if self._closing.is_set():
                     return
                 continue
             try:
-                self._commit_with_retry(batch)
+                self._commit_with_retry(batch, seq)
             finally:
                 for _ in batch:
                     self._queue.task_done()
             if self._abandon.is_set():
                 return
 
-    def _commit_with_retry(self, batch: list[_Inbound]) -> None:
+    def _commit_with_retry(self, batch: list[_Inbound], seq: int) -> None:
         ic = self.config.ingest
         delay = ic.db_retry_min_s
-        while True:
+        committed = None
+        while committed is None:
             try:
                 committed = self._commit(batch)
-                break
             except _TRANSIENT as exc:
                 with self._lock:
                     self._counts.db_errors += 1
                 if self._abandon.is_set():
                     log.warning("collector %s: giving up on a batch of %d (%s); the broker "
                                 "redelivers it", self.client_id, len(batch), exc)
-                    return
+                    break
                 log.warning("collector %s: database unavailable (%s); retrying a batch of %d "
                             "in %.1fs", self.client_id, exc, len(batch), delay)
                 self._abandon.wait(delay)
                 delay = min(delay * 2, ic.db_retry_max_s)
-        self._ack(batch)
-        if self.on_commit is not None:
+        # MQTT wants PUBACKs in the order the PUBLISHes came: wait for the earlier batches.
+        with self._ack_turn:
+            while self._ack_next != seq and not self._abandon.is_set():
+                self._ack_turn.wait(0.5)
+            if committed is not None and self._ack_next == seq:
+                self._ack(batch)
+            self._ack_next = max(self._ack_next, seq + 1)
+            self._ack_turn.notify_all()
+        if committed is not None and self.on_commit is not None:
             self.on_commit(committed)
 
     def _ack(self, batch: list[_Inbound]) -> None:

@@ -79,6 +79,11 @@ class IngestConfig(BaseModel):
         description="Bounded: when full the MQTT thread waits, and the broker stops sending "
         "once Receive Maximum messages are unacknowledged.",
     )
+    writers: int = Field(
+        2, ge=1, le=16, title="Writer threads per collector",
+        description="While one writer waits for the database, another decodes the next batch. "
+        "Batches are still acknowledged in the order their messages arrived.",
+    )
     db_retry_min_s: float = Field(0.2, gt=0, title="First retry delay after a database error (s)")
     db_retry_max_s: float = Field(10.0, gt=0, title="Longest retry delay after a database error (s)")
     device_refresh_s: float = Field(

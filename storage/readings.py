@@ -78,7 +78,8 @@ def _staged_insert(conn: psycopg.Connection, table: _Table, rows: Sequence[tuple
             "WITH ins AS (INSERT INTO {target} ({cols}) SELECT {cols} FROM {stage} ORDER BY seq "
             "ON CONFLICT ({key}) DO NOTHING RETURNING 1) SELECT count(*) FROM ins").format(
                 target=target, cols=cols, stage=stage, key=_idents(table.key))).fetchone()[0]
-        conflicts = tuple(seq for (seq,) in cur.execute(sql.SQL(
+        # Every row new: nothing can conflict, skip the comparison join.
+        conflicts = () if inserted == len(rows) else tuple(seq for (seq,) in cur.execute(sql.SQL(
             "SELECT s.seq FROM {stage} s JOIN {target} t USING ({key}) "
             "WHERE ({sv}) IS DISTINCT FROM ({tv}) ORDER BY s.seq").format(
                 stage=stage, target=target, key=_idents(table.key),

@@ -32,10 +32,12 @@ def count(db, table="readings") -> int:
         return store.count_rows(conn, table)
 
 
+@pytest.mark.parametrize("writers", [1, 2])
 def test_every_valid_reading_arrives_exactly_once(ingest_config, db, private_broker, collectors,
-                                                  violations_messages):
+                                                  violations_messages, writers):
     """5,000 readings published twice (a device re-sending, a broker redelivering) are stored
     once each, with exactly the values sent; the repeats are counted, not dead-lettered."""
+    ingest_config.ingest.writers = writers
     cfg = private_broker.apply(ingest_config)
     valid = [m for m in violations_messages if m.expected == "valid"][:5000]
     collector = collectors(cfg, db)
