@@ -157,3 +157,20 @@ def test_composite_rules(config, db, tmp_path):
     assert _keys(db, "fume.exceedance_purifier_on") == [
         ("fume.exceedance_purifier_on", "M-00001", "11:00", "11:30"),
         ("fume.exceedance_purifier_on", "M-00001", "11:59", "12:00")]
+
+
+def test_demo_summary_lists_fused_cases_and_credit(config, db):
+    from rules.summary import demo_summary, format_summary
+
+    store_readings(db, fume_series("FM-00001", local(DAY, "11:00"), 30, 3.0))
+    _frames(db, "drone", "UAV-01", "11:10", [0, 4], [("street_stall", 0.9, "M-00001", "frontage")])
+    evaluate(config, db)
+    with db.connection() as conn:
+        host = case_store.list_cases(conn)[0].case_id
+        for status in ("under_review", "confirmed"):
+            case_store.transition(conn, host, status, "officer-7", "series and frames agree")
+    summary = demo_summary(config, db)
+    assert sorted((c["rule_id"], c["fused_into"]) for c in summary["cases"]) == [
+        ("drone.street_vending", host), ("fume.exceedance", None)]
+    assert summary["credit"] == {"M-00001": "yellow"}
+    assert "fused into" in format_summary(summary)
