@@ -11,7 +11,7 @@ queueing its row, so a committed row always has its file.
 from __future__ import annotations
 
 import io
-import warnings
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL.JpegImagePlugin import JpegImageFile
 
 from detectors.config import DetectorConfig
 from detectors.quality import measure
@@ -71,14 +71,13 @@ def _image(data: bytes, ingest_cfg: IngestConfig, cfg: DetectorConfig) -> np.nda
         raise Rejected("not_jpeg", f"image starts with {data[:4].hex() or 'nothing'}, "
                                    "not the JPEG marker ffd8ff")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as probe:  # reads the header only
-                width, height, fmt = probe.width, probe.height, probe.format
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+        # The JPEG reader itself, not Image.open: other readers (some patched in by
+        # libraries, which then try to install packages) must not guess at untrusted bytes.
+        # It parses the header only; the pixels are not allocated yet.
+        with JpegImageFile(io.BytesIO(data)) as probe:
+            width, height = probe.width, probe.height
+    except (OSError, ValueError, SyntaxError, struct.error) as exc:
         raise Rejected("not_jpeg", f"JPEG header unreadable: {exc}") from None
-    if fmt != "JPEG":
-        raise Rejected("not_jpeg", f"image is {fmt}, not JPEG")
     if width * height > cfg.intake.max_pixels:
         raise Rejected("too_many_pixels", f"{width}x{height} = {width * height} pixels, the "
                                           f"limit is {cfg.intake.max_pixels}")

@@ -10,6 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
+# ultralytics patches PIL.Image.open process-wide (an unknown image makes it try to install
+# a HEIF plugin); a collector running beside detector workers has it loaded, so must we.
+import ultralytics  # noqa: F401
+
 from ingest import envelope
 from ingest.decode import Address, Message
 from ingest.errors import Rejected
@@ -56,6 +60,7 @@ BAD = [
     ("no_image", "cone_frame", envelope.encode(HEADER, b""), "not_jpeg"),
     ("garbage_after_marker", "cone_frame",
      envelope.encode(HEADER, b"\xff\xd8\xff" + bytes(range(256)) * 4), "not_jpeg"),
+    ("truncated", "cone_frame", envelope.encode(HEADER, GOOD[: len(GOOD) // 3]), "not_jpeg"),
     ("too_many_pixels", "cone_frame", envelope.encode(HEADER, jpeg(2000, 1600, flat=True)), "too_many_pixels"),
     ("too_many_bytes", "cone_frame", envelope.encode(HEADER, jpeg(1200, 900, seed=3)),
      "image_too_large"),
