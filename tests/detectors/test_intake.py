@@ -134,3 +134,24 @@ def test_frames_over_mqtt_reach_store_and_queue_and_bad_ones_are_kept(config, db
     assert sorted(bytes(p) for _, p in letters) == sorted(p for _, p in bad)  # byte for byte
     with db.connection() as conn:
         assert frames_repo.status_counts(conn)["pending"] == 4
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "fit", "reason"),
+    [
+        ("as_flown", lambda img: img, True, None),
+        ("out_of_focus", lambda img: cv2.GaussianBlur(img, (0, 0), 5), False, "blurred"),
+        ("dusk", lambda img: (img * 0.2).astype(np.uint8), False, "too_dark"),
+        ("thumbnail", lambda img: cv2.resize(img, (200, 150)), False, "too_small"),
+    ],
+)
+def test_unfit_frames_are_queued_and_marked_with_the_reason(config, registry, name, change, fit,
+                                                            reason):
+    from simulators.drone import street_pass
+
+    (f,) = street_pass(registry, "ST-004", stalls=1, seed=1, max_frames=1).frames
+    image = cv2.imencode(".jpg", change(f.rendered.image), [cv2.IMWRITE_JPEG_QUALITY, 90])[1]
+    got = decode_frame(message("drone_frame", envelope.encode(f.header, image.tobytes())), config)
+    assert got.frame.fit_as_evidence is fit
+    assert (got.frame.unfit_reason is None) if reason is None else \
+        got.frame.unfit_reason.startswith(reason)
