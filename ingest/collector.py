@@ -135,6 +135,8 @@ class Collector:
                               "ingest.broker.ensure_broker")
         self.address = mqtturl.parse(config.mqtt.url)
         self._queue: queue.Queue[_Inbound] = queue.Queue(maxsize=config.ingest.queue_size)
+        self._space = threading.Condition()
+        self._queued_bytes = 0
         self._lock = threading.Lock()
         self._counts = _Counters()
         self._generation = 0
@@ -207,6 +209,15 @@ class Collector:
         item = _Inbound(msg.topic, msg.payload, datetime.now(UTC), time.monotonic(),
                         msg.mid, msg.qos, self._generation)
         self._counts.received += 1  # written by this (the network) thread only
+        size = len(item.payload)
+        with self._space:
+            # Frames are large: hold at most queue_max_bytes (but always at least one message).
+            while self._queued_bytes and self._queued_bytes + size > \
+                    self.config.ingest.queue_max_bytes:
+                if self._abandon.is_set():
+                    return
+                self._space.wait(0.5)
+            self._queued_bytes += size
         while True:
             try:
                 self._queue.put(item, timeout=0.5)
@@ -304,6 +315,9 @@ class Collector:
                 break
             batch.append(item)
             size += len(item.payload)
+        with self._space:
+            self._queued_bytes -= size
+            self._space.notify_all()
         return batch
 
     def _write_loop(self) -> None:

@@ -79,6 +79,9 @@ class IngestConfig(BaseModel):
         description="Bounded: when full the MQTT thread waits, and the broker stops sending "
         "once Receive Maximum messages are unacknowledged.",
     )
+    queue_max_bytes: int = Field(
+        256 * 1024 * 1024, ge=1024, title="Payload bytes held between the MQTT thread and the writers",
+    )
     writers: int = Field(
         2, ge=1, le=16, title="Writer threads per collector",
         description="While one writer waits for the database, another decodes the next batch. "

@@ -180,3 +180,20 @@ def test_publish_stops_when_asked(ingest_config, violations_messages):
     stats = publish(ingest_config.mqtt.url, ingest_config.mqtt.topic_prefix,
                     violations_messages[:10], stop=stop)
     assert stats.published == 0
+
+
+def test_queue_bounded_by_bytes_still_passes_everything(ingest_config, db, collectors,
+                                                        violations_messages):
+    """With room for only a dozen readings between the MQTT thread and the writers (and a
+    message larger than the bound still admitted alone), every reading is stored."""
+    ingest_config.ingest.queue_max_bytes = 1024
+    collector = collectors(ingest_config, db)
+    some = [m for m in violations_messages if m.expected == "valid"][:300]
+    big = next(m for m in load("demo-day", day=DAY).messages()
+               if m.expected == "payload_too_large")
+    assert len(big.payload) > 1024
+    publish(ingest_config.mqtt.url, ingest_config.mqtt.topic_prefix, some + [big])
+    assert wait_until(lambda: collector.stats().received == 301 and collector.wait_idle(1))
+    assert stored_rows(db) == expected_rows(some)
+    with db.connection() as conn:
+        assert store.dead_letter_counts(conn) == {"payload_too_large": 1}
