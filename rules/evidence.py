@@ -46,7 +46,8 @@ def attach_evidence(conn: psycopg.Connection, config: AppConfig, ctx: EvalContex
     series_count = 0
     if recipe.series:
         for device_id in ep.devices:
-            lo, hi = ep.start - recipe.pad, ep.end + recipe.pad
+            # never past the data seen so far: a snapshot must stay true of its window
+            lo, hi = ep.start - recipe.pad, min(ep.end + recipe.pad, ctx.end)
             snap = series_snapshot(conn, device_id, list(recipe.series), lo, hi)
             if not snap["rows"]:
                 missing.append(f"no readings of {device_id} between {snap['from']} and {snap['until']}")

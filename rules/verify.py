@@ -42,9 +42,20 @@ def verify(config: AppConfig, db: Database) -> VerifyReport:
                     for e in entries if e.action == "evidence_added"}
         created = {e.entity_id for e in entries if e.action == "case_created"}
         cases = case_store.list_cases(conn, include_fused=True)
+        replayed = _replay(entries)
         for c in cases:
             if str(c.case_id) not in created:
                 problems.append(f"case {c.case_id}: no case_created entry in the audit log")
+                continue
+            audited = replayed[str(c.case_id)]
+            actual = {"rule_id": c.rule_id, "subject_id": c.subject_id,
+                      "episode_start": audit.json_roundtrip(c.episode_start),
+                      "episode_end": audit.json_roundtrip(c.episode_end), "status": c.status,
+                      "evidence_state": c.evidence_state, "fused_into": c.fused_into}
+            for key, value in actual.items():
+                if audited.get(key) != value:
+                    problems.append(f"case {c.case_id}: {key} is {value!r} but the audit log "
+                                    f"says {audited.get(key)!r} (changed behind its back)")
         items = case_store.evidence(conn)
         for ev in items:
             where = f"case {ev.case_id} {ev.kind} {ev.ref[:40]}"
@@ -81,3 +92,25 @@ def verify(config: AppConfig, db: Database) -> VerifyReport:
                                 "in the snapshot)")
         conn.rollback()
     return VerifyReport(len(cases), len(items), len(entries), problems)
+
+
+def _replay(entries: list[audit.AuditEntry]) -> dict[str, dict]:
+    """Each case's fields as its audit entries leave them."""
+    state: dict[str, dict] = {}
+    for e in entries:
+        if e.entity != "case":
+            continue
+        d, c = e.data, state.setdefault(e.entity_id, {})
+        if e.action == "case_created":
+            c.update(rule_id=d["rule_id"], subject_id=d["subject_id"],
+                     episode_start=d["episode_start"], episode_end=d["episode_end"],
+                     status="flagged", evidence_state="incomplete", fused_into=None)
+        elif e.action in ("case_extended", "case_revised"):
+            c.update(episode_start=d["episode_start"], episode_end=d["episode_end"])
+        elif e.action == "case_transition":
+            c["status"] = d["to"]
+        elif e.action == "evidence_state":
+            c["evidence_state"] = d["state"]
+        elif e.action == "case_fused":
+            c["fused_into"] = d["into"]
+    return state

@@ -229,3 +229,17 @@ def test_inspection_groups_open_cases_of_a_subject(config, db):
         ("fume.exceedance", "AR-01", 1), ("fume.purifier_off", "AR-01", 1)]
 
 
+
+
+@pytest.mark.parametrize("column, value", [
+    ("status", "'closed'"),
+    ("episode_end", "episode_end + interval '1 hour'"),
+    ("evidence_state", "'incomplete'"),
+])
+def test_case_changed_behind_the_audit_log(config, db, column, value):
+    case_id = _one_case(config, db)
+    with db.connection() as conn:
+        conn.execute(f"UPDATE cases SET {column} = {value} WHERE case_id = %s", (case_id,))
+        conn.commit()
+    problems = verify(config, db).problems
+    assert len(problems) == 1 and f"case {case_id}: {column} is" in problems[0]

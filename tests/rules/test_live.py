@@ -10,6 +10,7 @@ import pytest
 
 from rules.engine import evaluate, run_engine
 from rules.timeutil import parse_duration
+from rules.verify import verify
 from simulators import scenario as scenarios
 from storage import cases as case_store
 from tests.rules.helpers import fume_series, local, store_readings
@@ -37,6 +38,7 @@ def test_hour_by_hour_equals_the_batch(config, db):
     # the batch over the whole day afterwards opens nothing and moves nothing
     batch = evaluate(config, db)
     assert (batch.created, batch.revised) == (0, 0)
+    assert verify(config, db).problems == []
 
 
 def test_run_engine_finds_cases_and_stops(config, db):

@@ -7,6 +7,7 @@ from datetime import date, timedelta
 import pytest
 
 from rules.engine import evaluate
+from rules.verify import verify
 from simulators import scenario as scenarios
 from storage import cases as case_store
 from tests.rules.helpers import store_readings
@@ -41,3 +42,4 @@ def test_scenario_yields_exactly_the_expected_cases(config, db, name):
     assert (again.created, again.revised, live.created, live.revised) == (0, 0, 0, 0)
     with db.connection() as conn:
         assert [tuple(k[:3]) for k in case_store.case_keys(conn)] == got
+    assert verify(config, db).problems == []

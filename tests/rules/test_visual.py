@@ -94,6 +94,9 @@ def test_fused_case_and_evidence_gate(config, db):
         detail = case_store.get_case(conn, shown[0].case_id)
     assert sorted(e.kind for e in detail.evidence) == ["frame", "frame", "series"]
     assert len(detail.fused) == 1
+    # the frames are stand-ins without files; everything else checks out
+    from rules.verify import verify
+    assert all("evidence file missing" in p for p in verify(config, db).problems)
 
 
 @pytest.mark.parametrize("fit, drone, expected_missing", [
