@@ -59,8 +59,7 @@ def simulate(args: argparse.Namespace) -> int:
     speed = None if (args.fast or args.rate) else args.speed
     log.info("scenario %s, day %s: publishing to %s", sc.spec.name, sc.day, cfg.mqtt.topic_prefix)
     stats = publish(cfg.mqtt.url, cfg.mqtt.topic_prefix, sc.messages(), speed=speed,
-                    rate=args.rate, stop=stop, ca_file=cfg.mqtt.ca_file,
-                    protocol=cfg.mqtt.protocol)
+                    rate=args.rate, stop=stop, ca_file=cfg.mqtt.ca_file)
     data = {"scenario": sc.spec.name, "day": sc.day.isoformat(), "published": stats.published,
             "by_expected": stats.by_expected, "wall_s": round(stats.wall_s, 2),
             "rate_per_s": round(stats.rate, 1),

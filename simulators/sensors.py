@@ -41,20 +41,28 @@ class Publisher:
     """A connected QoS 1 publisher on one broker (a fleet of simulated devices)."""
 
     def __init__(self, url: str, prefix: str, *, client_id: str | None = None,
-                 ca_file: str | None = None, max_inflight: int = 1000, protocol: str = "5"):
+                 ca_file: str | None = None, max_inflight: int = 1000, protocol: str = "auto"):
         self.prefix = prefix.rstrip("/")
         self.address = mqtturl.parse(url)
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                                  client_id=client_id or f"citywatch-sim-{uuid.uuid4().hex[:8]}",
-                                  protocol=mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311)
-        mqtturl.configure(self.client, self.address, ca_file)
-        self.client.max_inflight_messages_set(max_inflight)
+        self.client_id = client_id or f"citywatch-sim-{uuid.uuid4().hex[:8]}"
+        self.ca_file = ca_file
+        self.max_inflight = max_inflight
+        # "auto": MQTT 5, or 3.1.1 where the broker refuses 5 (the embedded amqtt broker).
+        self.protocol = protocol
         self._acked = 0
         self._cond = threading.Condition()
         self._connected = threading.Event()
         self._refused: str | None = None
-        self.client.on_publish = self._on_publish
-        self.client.on_connect = self._on_connect
+        self.client = self._make_client("3.1.1" if protocol == "3.1.1" else "5")
+
+    def _make_client(self, protocol: str) -> mqtt.Client:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                             protocol=mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311)
+        mqtturl.configure(client, self.address, self.ca_file)
+        client.max_inflight_messages_set(self.max_inflight)
+        client.on_publish = self._on_publish
+        client.on_connect = self._on_connect
+        return client
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
@@ -66,7 +74,9 @@ class Publisher:
             self._acked += 1
             self._cond.notify_all()
 
-    def __enter__(self) -> Publisher:
+    def _connect(self) -> None:
+        self._connected.clear()
+        self._refused = None
         try:
             self.client.connect(self.address.host, self.address.port, keepalive=30)
         except OSError as exc:
@@ -76,6 +86,17 @@ class Publisher:
             self.client.loop_stop()
             raise IngestError(f"simulator not connected to {self.address}: "
                               f"{self._refused or 'no answer within 10 s'}")
+
+    def __enter__(self) -> Publisher:
+        try:
+            self._connect()
+        except IngestError:
+            if self.protocol != "auto" or self._refused is None:
+                raise
+            log.info("broker %s refused MQTT 5 (%s); publishing with 3.1.1", self.address,
+                     self._refused)
+            self.client = self._make_client("3.1.1")
+            self._connect()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -141,7 +162,7 @@ class Publisher:
 def publish(url: str, prefix: str, messages: Iterable[SimMessage], *, speed: float | None = None,
             rate: float | None = None, stop: threading.Event | None = None,
             ca_file: str | None = None, client_id: str | None = None,
-            protocol: str = "5") -> PublishStats:
+            protocol: str = "auto") -> PublishStats:
     """Connect, publish every message (QoS 1), wait for the broker's acks, disconnect."""
     with Publisher(url, prefix, client_id=client_id, ca_file=ca_file, protocol=protocol) as pub:
         return pub.publish(messages, speed=speed, rate=rate, stop=stop)

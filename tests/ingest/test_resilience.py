@@ -150,7 +150,7 @@ def test_embedded_broker_fallback_carries_readings(ingest_config, db, violations
         valid = [m for m in violations_messages if m.expected == "valid"][:300]
         collector = Collector(cfg, db).start()
         try:
-            publish(cfg.mqtt.url, cfg.mqtt.topic_prefix, valid, protocol=cfg.mqtt.protocol)
+            publish(cfg.mqtt.url, cfg.mqtt.topic_prefix, valid)  # falls back to 3.1.1
             assert wait_until(lambda: count(db) == 300, 30)
         finally:
             collector.stop(5)
