@@ -76,18 +76,18 @@ def prepare(admin: str, cfg: config_mod.AppConfig, regenerate: bool) -> int:
         app.prepare(db, cfg)
         with db.connection() as conn:
             n = reading_store.count_rows(conn, "readings")
-            if n:
-                return n
-            reg = load_registry(cfg.resolve(cfg.registry.directory))
-            fume = sorted(d.device_id for d in reg.devices if d.kind == "fume")
-            dust = sorted(d.device_id for d in reg.devices if d.kind == "dust")
-            t0 = time.monotonic()
-            n = reading_store.copy_readings(conn, _readings(fume, dust))
-            conn.commit()
-            conn.execute("ANALYZE readings")
-            conn.commit()
-            print(f"generated {n:,} readings in {time.monotonic() - t0:.1f}s")
-            return n
+            if not n:
+                reg = load_registry(cfg.resolve(cfg.registry.directory))
+                fume = sorted(d.device_id for d in reg.devices if d.kind == "fume")
+                dust = sorted(d.device_id for d in reg.devices if d.kind == "dust")
+                t0 = time.monotonic()
+                n = reading_store.copy_readings(conn, _readings(fume, dust))
+                conn.commit()
+                print(f"generated {n:,} readings in {time.monotonic() - t0:.1f}s")
+    # as autovacuum leaves a day-old table: statistics and the visibility map set
+    with psycopg.connect(cfg.database.url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+    return n
 
 
 def run(admin: str, regenerate: bool = False) -> dict:

@@ -180,10 +180,10 @@ def reading_gaps(conn: psycopg.Connection, *, device_kind: str, longer_than: tim
                                     / extract(epoch FROM %(half)s)) + 1
                 OR max(bucket) < %(end)s - %(gap)s
         ), r AS (
-            SELECT device_id, ts, lead(ts) OVER (PARTITION BY device_id ORDER BY ts) AS nxt
-              FROM readings
-             WHERE ts >= %(start)s AND ts < %(end)s
-               AND device_id IN (SELECT device_id FROM candidates)
+            -- per candidate through the (device_id, ts) key: ordered, and no second full scan
+            SELECT c.device_id, x.ts, x.nxt FROM candidates c, LATERAL (
+                SELECT ts, lead(ts) OVER (ORDER BY ts) AS nxt FROM readings
+                 WHERE device_id = c.device_id AND ts >= %(start)s AND ts < %(end)s) x
         )
         SELECT r.device_id, d.subject_id, r.ts, r.nxt FROM r JOIN devices d USING (device_id)
          WHERE (r.nxt IS NULL AND %(end)s - r.ts > %(gap)s) OR r.nxt - r.ts > %(gap)s
