@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import psycopg
 
 from citywatch.config import PROJECT_ROOT, AppConfig
 from detectors.base import Detections, Detector, create_detector
@@ -146,8 +147,17 @@ class Worker:
                     frames_repo.fail(conn, c, f"detector: {type(exc).__name__}: {exc}",
                                      self.config.max_attempts)
             return BatchResult(len(claimed), 0, failed + len(ok), 0)
-        located = [(c, locate(c.frame, found, self.zones, self.config.anchor))
-                   for c, found in zip(ok, results, strict=True)]
+        located = []
+        with self.db.connection() as conn:
+            for c, found in zip(ok, results, strict=True):
+                try:
+                    located.append((c, locate(c.frame, found, self.zones, self.config.anchor)))
+                except Exception as exc:  # a bad pose or zone must not take the batch down
+                    log.exception("%s: cannot locate detections of %s", self.name,
+                                  c.frame.sha256[:12])
+                    frames_repo.fail(conn, c, f"locate: {type(exc).__name__}: {exc}",
+                                     self.config.max_attempts)
+                    failed += 1
         with self.db.connection() as conn:
             written = frames_repo.complete_batch(conn, located, self.detector.model)
         for (c, _), ok_ in zip(located, written, strict=True):
@@ -165,8 +175,14 @@ class Worker:
         while not stop.is_set():
             try:
                 result = self.process_batch()
-            except StorageError as exc:
+            except (StorageError, psycopg.OperationalError) as exc:
                 log.error("%s: database error, retrying: %s", self.name, exc)
+                stop.wait(self.config.poll_interval_s * 10)
+                continue
+            except Exception:
+                # Anything else is a bug; the worker logs it and lives on, and the frames it
+                # held come back to the queue when their claims go stale.
+                log.exception("%s: batch failed unexpectedly", self.name)
                 stop.wait(self.config.poll_interval_s * 10)
                 continue
             if on_batch is not None and result.claimed:
