@@ -121,17 +121,18 @@ def state_runs(conn: psycopg.Connection, *, device_kind: str, state: dict[str, b
         sql.SQL("{f} IS NOT DISTINCT FROM {v}").format(f=_field(f), v=sql.Literal(v))
         for f, v in sorted(state.items()))
     query = sql.SQL("""
-        WITH r AS (
-            SELECT r.device_id, r.ts, ({hit}) AS hit,
-                   lag(({hit})) OVER w AS prev_hit, r.ts - lag(r.ts) OVER w AS since_prev
-              FROM readings r
-             WHERE r.ts >= %(start)s AND r.ts < %(end)s
-               AND r.device_id IN (
-                   -- only devices ever in the state: one cheap scan saves ordering the rest
-                   SELECT DISTINCT x.device_id FROM readings x
-                    WHERE x.ts >= %(start)s AND x.ts < %(end)s AND ({xhit})
-                      AND x.device_id IN (SELECT device_id FROM devices WHERE kind = %(kind)s))
-            WINDOW w AS (PARTITION BY r.device_id ORDER BY r.ts)
+        WITH candidates AS (
+            -- only devices ever in the state: one cheap scan saves ordering the rest
+            SELECT DISTINCT x.device_id FROM readings x
+             WHERE x.ts >= %(start)s AND x.ts < %(end)s AND ({xhit})
+               AND x.device_id IN (SELECT device_id FROM devices WHERE kind = %(kind)s)
+        ), r AS (
+            SELECT c.device_id, y.ts, y.hit, y.prev_hit, y.since_prev FROM candidates c, LATERAL (
+                SELECT r.ts, ({hit}) AS hit, lag(({hit})) OVER w AS prev_hit,
+                       r.ts - lag(r.ts) OVER w AS since_prev
+                  FROM readings r
+                 WHERE r.device_id = c.device_id AND r.ts >= %(start)s AND r.ts < %(end)s
+                WINDOW w AS (ORDER BY r.ts)) y
         ), h AS (
             SELECT device_id, ts,
                    CASE WHEN prev_hit AND since_prev <= %(gap)s THEN 0 ELSE 1 END AS brk
