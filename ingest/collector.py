@@ -188,6 +188,10 @@ class Collector:
             self._counts.connects += 1
         log.info("collector %s connected to %s (session present: %s)", self.client_id,
                  self.address, flags.session_present)
+        if self._counts.connects > 1 and not flags.session_present:
+            log.warning("collector %s: the broker kept no session (expired or broker state "
+                        "lost); messages sent while disconnected did not wait for it",
+                        self.client_id)
         client.subscribe(self.subscription, qos=1)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
