@@ -243,3 +243,26 @@ def test_case_changed_behind_the_audit_log(config, db, column, value):
         conn.commit()
     problems = verify(config, db).problems
     assert len(problems) == 1 and f"case {case_id}: {column} is" in problems[0]
+
+
+def test_cli_run_list_show_transition(config, db, monkeypatch, capsys):
+    import json
+
+    store_readings(db, fume_series("FM-00001", local(DAY, "11:00"), 30, 3.0))
+    monkeypatch.setenv("CITYWATCH_DATABASE_URL", config.database.url)
+    monkeypatch.setenv("CITYWATCH_DATA_DIR", config.data_dir)
+    assert cli(["rules", "run", "--since", f"{DAY}T00:00", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["created"] == 1
+    assert cli(["cases", "list", "--json"]) == 0
+    (case,) = json.loads(capsys.readouterr().out)
+    assert (case["rule_id"], case["evidence_state"]) == ("fume.exceedance", "ready")
+    assert cli(["cases", "transition", str(case["case_id"]), "confirmed", "--actor", "o-1",
+                "--reason", "skip review"]) == 1
+    assert "cannot become confirmed" in capsys.readouterr().err
+    assert cli(["cases", "transition", str(case["case_id"]), "under_review", "--actor", "o-1",
+                "--reason", "opened"]) == 0
+    assert "flagged -> under_review" in capsys.readouterr().out
+    assert cli(["cases", "show", str(case["case_id"]), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [t["to"] for t in shown["transitions"]] == ["under_review"]
+    assert [e["kind"] for e in shown["evidence"]] == ["series"]
