@@ -187,6 +187,7 @@ def test_queue_bounded_by_bytes_still_passes_everything(ingest_config, db, colle
     """With room for only a dozen readings between the MQTT thread and the writers (and a
     message larger than the bound still admitted alone), every reading is stored."""
     ingest_config.ingest.queue_max_bytes = 1024
+    ingest_config.ingest.batch_interval_s = 0.02
     collector = collectors(ingest_config, db)
     some = [m for m in violations_messages if m.expected == "valid"][:300]
     big = next(m for m in load("demo-day", day=DAY).messages()
