@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter
 
@@ -198,3 +199,36 @@ def test_queue_bounded_by_bytes_still_passes_everything(ingest_config, db, colle
     assert stored_rows(db) == expected_rows(some)
     with db.connection() as conn:
         assert store.dead_letter_counts(conn) == {"payload_too_large": 1}
+
+
+def test_a_row_the_database_refuses_is_dead_lettered_alone(ingest_config, db, collectors,
+                                                            violations_messages):
+    """A writer whose database statement fails for one record (here a route that divides by
+    zero on a poison value) costs that one message a `storage_rejected` dead letter; the
+    batch is committed again one by one and its other messages are stored."""
+    from dataclasses import replace as dc_replace
+
+    from ingest.routes import ROUTES, Route, write_readings
+
+    def picky_write(conn, items):
+        if any(a.record.fume_mg_m3 == 13.13 for a in items):
+            conn.execute("SELECT 1 / 0")
+        return write_readings(conn, items)
+
+    routes = dict(ROUTES, fume=Route("fume", "fume", ROUTES["fume"].decode, picky_write))
+    ingest_config.ingest.batch_interval_s = 1.0  # the poison shares a batch with the others
+    collector = collectors(ingest_config, db, routes=routes)
+    some = [m for m in violations_messages if m.expected == "valid"
+            and m.topic_suffix.startswith("fume/")][:100]
+    poison = some[50]
+    doc = json.loads(poison.payload)
+    doc["fume_mg_m3"] = 13.13
+    some[50] = dc_replace(poison, payload=json.dumps(doc).encode())
+    publish(ingest_config.mqtt.url, ingest_config.mqtt.topic_prefix, some)
+    assert wait_until(lambda: collector.stats().received == 100 and collector.wait_idle(1))
+    with db.connection() as conn:
+        letters = store.dead_letters(conn)
+    assert [(d.reason, d.payload) for d in letters] == [("storage_rejected", some[50].payload)]
+    assert "division by zero" in letters[0].detail
+    assert stored_rows(db) == expected_rows(some[:50] + some[51:])
+    assert collector.stats().acked == 100
