@@ -168,13 +168,16 @@ def _record(conn: psycopg.Connection, config: AppConfig, ctx: EvalContext,
         outcomes[outcome] += 1
         case_of[ep.key] = case_id
         conn.commit()
-    # Fusion: visual cases at a subject with a sensor case in the same period join it.
-    sensors = [(r, e) for r, e in ordered if r.kind in SENSOR_KINDS]
+    # Fusion: camera / drone cases, and warnings, at a subject with a sensor violation in
+    # the same period join that case (the earliest, when several overlap).
+    hosts = sorted(((r, e) for r, e in ordered
+                    if r.kind in SENSOR_KINDS and r.case_kind == "violation"),
+                   key=lambda re: (re[1].start, re[0].id))
     into: dict[tuple, tuple[RuleBase, Episode]] = {}
     for rule, ep in ordered:
-        if rule.kind not in VISUAL_KINDS:
+        if rule.kind not in VISUAL_KINDS and rule.case_kind != "warning":
             continue
-        host = next(((r, s) for r, s in sensors if s.subject_id == ep.subject_id
+        host = next(((r, s) for r, s in hosts if s.subject_id == ep.subject_id
                      and s.start - margin <= ep.end and ep.start <= s.end + margin), None)
         if host:
             into[ep.key] = host

@@ -177,3 +177,19 @@ def test_demo_summary_lists_fused_cases_and_credit(config, db):
         ("drone.street_vending", host), ("fume.exceedance", None)]
     assert summary["credit"] == {"M-00001": "yellow"}
     assert "fused into" in format_summary(summary)
+
+
+def test_dust_warning_and_drone_case_fuse_into_the_dust_case(config, db):
+    from tests.rules.helpers import dust_series
+
+    store_readings(db, dust_series("DM-001", local(DAY, "09:00"), 120, 240.0))
+    _frames(db, "drone", "UAV-18", "09:30", [0, 3], [("bare_soil", 0.9, "S-001", "site")])
+    result = evaluate(config, db)
+    with db.connection() as conn:
+        shown = [c.rule_id for c in case_store.list_cases(conn)]
+        every = case_store.list_cases(conn, include_fused=True)
+    host = next(c.case_id for c in every if c.rule_id == "dust.exceedances_15min")
+    assert shown == ["dust.exceedances_15min", "dust.pm10_hourly_case"]
+    assert sorted((c.rule_id, c.fused_into) for c in every if c.fused_into) == [
+        ("drone.bare_soil_uncovered", host), ("dust.pm10_hourly_warning", host)]
+    assert result.fused == 2
