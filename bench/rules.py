@@ -22,12 +22,14 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import psycopg
+from psycopg import sql
 
 from citywatch import app
 from citywatch import config as config_mod
 from citywatch.registry import load as load_registry
 from rules.engine import evaluate
 from storage import readings as reading_store
+from storage import rule_queries
 from storage.db import Database
 from storage.records import Reading
 
@@ -67,10 +69,10 @@ def prepare(admin: str, cfg: config_mod.AppConfig, regenerate: bool) -> int:
     with psycopg.connect(admin, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATA_DB,)).fetchone()
         if exists and regenerate:
-            conn.execute(f'DROP DATABASE "{DATA_DB}" WITH (FORCE)')
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(DATA_DB)))
             exists = None
         if not exists:
-            conn.execute(f'CREATE DATABASE "{DATA_DB}"')
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATA_DB)))
     cfg.database.url = _url(admin, DATA_DB)
     with Database(cfg.database.url) as db:
         app.prepare(db, cfg)
@@ -95,17 +97,16 @@ def run(admin: str, regenerate: bool = False) -> dict:
     rows = prepare(admin, cfg, regenerate)
     scratch = f"{DATA_DB}_run"
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{scratch}" TEMPLATE "{DATA_DB}"')
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(scratch)))
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(scratch), sql.Identifier(DATA_DB)))
     cfg.database.url = _url(admin, scratch)
     try:
         with Database(cfg.database.url) as db:
             with db.connection() as conn:
                 t0 = time.monotonic()
-                windows = conn.execute(
-                    "SELECT count(*) FROM (SELECT device_id, date_bin('10 minutes', ts, "
-                    "TIMESTAMPTZ '2000-01-01'), avg(fume_mg_m3) FROM readings GROUP BY 1, 2) w"
-                ).fetchone()[0]
+                windows = rule_queries.plain_window_scan(conn)
                 baseline = time.monotonic() - t0
             t0 = time.monotonic()
             first = evaluate(cfg, db)
@@ -115,7 +116,8 @@ def run(admin: str, regenerate: bool = False) -> dict:
             again_s = time.monotonic() - t0
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(scratch)))
     return {
         "readings": rows, "baseline_windows": windows, "baseline_scan_s": round(baseline, 2),
         "engine_first_run_s": round(first_s, 2), "engine_rerun_s": round(again_s, 2),

@@ -93,7 +93,7 @@ def evaluate(config: AppConfig, db: Database, *, since: datetime | None = None,
     tz = ZoneInfo(config.rules.timezone)
     with db.connection() as conn:
         conn.commit()
-        if not conn.execute("SELECT pg_try_advisory_lock(%s)", (ENGINE_LOCK,)).fetchone()[0]:
+        if not rule_queries.try_advisory_lock(conn, ENGINE_LOCK):
             conn.rollback()
             raise EngineBusy("another rule engine is evaluating (advisory lock held)")
         try:
@@ -102,7 +102,7 @@ def evaluate(config: AppConfig, db: Database, *, since: datetime | None = None,
         finally:
             conn.rollback()
             rule_queries.set_work_mem(conn, None)
-            conn.execute("SELECT pg_advisory_unlock(%s)", (ENGINE_LOCK,))
+            rule_queries.advisory_unlock(conn, ENGINE_LOCK)
             conn.commit()
 
 

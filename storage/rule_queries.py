@@ -267,6 +267,23 @@ def series(conn: psycopg.Connection, device_id: str, fields: Sequence[str], star
     return conn.execute(query, (device_id, start, end)).fetchall()
 
 
+def try_advisory_lock(conn: psycopg.Connection, key: int) -> bool:
+    """Take a session-level advisory lock if free (True) without waiting."""
+    return conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]
+
+
+def advisory_unlock(conn: psycopg.Connection, key: int) -> None:
+    conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+
+def plain_window_scan(conn: psycopg.Connection, width: timedelta = timedelta(minutes=10)) -> int:
+    """The benchmark baseline: one plain scan computing every device's windowed fume means
+    (as a hand-written query would); returns the number of windows."""
+    return conn.execute(
+        "SELECT count(*) FROM (SELECT device_id, date_bin(%s, ts, %s::timestamptz), "
+        "avg(fume_mg_m3) FROM readings GROUP BY 1, 2) w", (width, BUCKET_ORIGIN)).fetchone()[0]
+
+
 def set_work_mem(conn: psycopg.Connection, value: str | None) -> None:
     """Memory for the engine's sorts and hash aggregates on this session (None: the
     server's default); a day of windows spills to disk under the 4 MB default."""
