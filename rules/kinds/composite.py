@@ -21,17 +21,18 @@ Spans = list[tuple[datetime, datetime]]
 
 class AllOf(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    all: list[Condition] = Field(min_length=1)
+    all: list[Condition] = Field(min_length=1, title="Every part holds")
 
 
 class AnyOf(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    any: list[Condition] = Field(min_length=1)
+    any: list[Condition] = Field(min_length=1, title="At least one part holds")
 
 
 class NotOf(BaseModel):
     model_config = ConfigDict(extra="forbid")
     not_: list[Condition] = Field(alias="not", min_length=2, max_length=2,
+                                  title="The first part without the times of the second",
                                   description="[kept, removed]")
 
 
@@ -42,7 +43,7 @@ NotOf.model_rebuild()
 
 
 class CompositeRule(RuleBase):
-    kind: Literal["composite"] = "composite"
+    kind: Literal["composite"] = Field("composite", title="Rule kind")
     condition: Condition = Field(title="all / any / not of rule ids")
     min_overlap: Duration = Field(timedelta(0), title="Shortest combined span that is an episode")
 

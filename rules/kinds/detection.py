@@ -27,7 +27,7 @@ Hit = tuple[str, FrameRef]  # (subject id, the frame with its best matching dete
 
 
 class DetectionRule(RuleBase):
-    kind: Literal["detection"] = "detection"
+    kind: Literal["detection"] = Field("detection", title="Rule kind")
     source_kinds: list[Literal["cone", "drone", "batch"]] = Field(
         title="Frame sources", min_length=1)
     classes: list[str] = Field(min_length=1, title="Classes that make a frame a hit")

@@ -28,7 +28,7 @@ from storage.rule_queries import FrameDetections
 
 
 class PermitRule(DetectionRule):
-    kind: Literal["permit"] = "permit"  # type: ignore[assignment]
+    kind: Literal["permit"] = Field("permit", title="Rule kind")  # type: ignore[assignment]
     check: Literal["hours", "area"] = Field(title="What the activity is checked against")
     tolerance_m: float = Field(2.0, ge=0, title="Metres outside the polygon still counted inside")
     subject_type: Literal["permit"] = Field("permit", title="Subject kind (always a permit)")

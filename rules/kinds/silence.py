@@ -18,7 +18,7 @@ from storage import rule_queries
 
 
 class SilenceRule(RuleBase):
-    kind: Literal["silence"] = "silence"
+    kind: Literal["silence"] = Field("silence", title="Rule kind")
     device_kind: Literal["fume", "dust"] = Field(title="Kind of device watched")
     longer_than: Duration = Field(title="Silence (inside the hours) longer than this is an episode")
     hours: Literal["always", "business", "permit"] | list[str] = Field(

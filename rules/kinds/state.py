@@ -18,7 +18,7 @@ from storage import rule_queries
 
 
 class StateRule(RuleBase):
-    kind: Literal["state"] = "state"
+    kind: Literal["state"] = Field("state", title="Rule kind")
     device_kind: Literal["fume", "dust"] = Field(title="Kind of device whose readings are judged")
     when: dict[str, bool] = Field(title="Flag values that make up the state",
                                   description="e.g. {fan_on: true, purifier_on: false}")

@@ -26,7 +26,7 @@ class PerDay(BaseModel):
 
 
 class ThresholdRule(RuleBase):
-    kind: Literal["threshold"] = "threshold"
+    kind: Literal["threshold"] = Field("threshold", title="Rule kind")
     device_kind: Literal["fume", "dust"] = Field(title="Kind of device whose readings are judged")
     metric: str = Field(title="Reading field", description="e.g. fume_mg_m3, pm10_ug_m3")
     aggregate: Literal["mean", "max", "min", "count"] = Field("mean", title="Window aggregate")
