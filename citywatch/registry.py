@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
 
 from shapely.geometry import shape
@@ -24,16 +25,27 @@ class RegistryError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Registry:
-    subjects: list[Subject]
-    devices: list[Device]
-    streets: list[dict]  # GeoJSON features (simulators draw them; not subjects)
+    subjects: tuple[Subject, ...]
+    devices: tuple[Device, ...]
+    streets: tuple[dict, ...]  # GeoJSON features (simulators draw them; not subjects)
 
     def subject(self, subject_id: str) -> Subject:
         return next(s for s in self.subjects if s.subject_id == subject_id)
 
 
 def load(directory: Path) -> Registry:
-    """Load and check every registry file; raise RegistryError naming file and feature."""
+    """Load and check every registry file; raise RegistryError naming file and feature.
+
+    Parsed once per set of file versions (path, size, mtime): processes that open the
+    database many times do not re-read unchanged files."""
+    directory = Path(directory).resolve()
+    stamp = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                  for p in sorted(directory.glob("*.geojson")))
+    return _load(directory, stamp)
+
+
+@lru_cache(maxsize=8)
+def _load(directory: Path, stamp: tuple) -> Registry:
     subjects: list[Subject] = []
     devices: list[Device] = []
     problems: list[str] = []
@@ -90,4 +102,4 @@ def load(directory: Path) -> Registry:
                if streets_path.exists() else [])
     if problems:
         raise RegistryError(problems)
-    return Registry(subjects, devices, streets)
+    return Registry(tuple(subjects), tuple(devices), tuple(streets))

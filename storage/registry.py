@@ -30,7 +30,13 @@ def sync(conn: psycopg.Connection, subjects: Iterable[Subject], devices: Iterabl
             " kind = EXCLUDED.kind, subject_id = EXCLUDED.subject_id, model = EXCLUDED.model,"
             " certificate_no = EXCLUDED.certificate_no, certified_from = EXCLUDED.certified_from,"
             " certified_until = EXCLUDED.certified_until, calibrated_on = EXCLUDED.calibrated_on,"
-            " calibration_due = EXCLUDED.calibration_due, props = EXCLUDED.props, updated_at = now()",
+            " calibration_due = EXCLUDED.calibration_due, props = EXCLUDED.props, updated_at = now()"
+            " WHERE (devices.kind, devices.subject_id, devices.model, devices.certificate_no,"
+            " devices.certified_from, devices.certified_until, devices.calibrated_on,"
+            " devices.calibration_due, devices.props) IS DISTINCT FROM (EXCLUDED.kind,"
+            " EXCLUDED.subject_id, EXCLUDED.model, EXCLUDED.certificate_no, EXCLUDED.certified_from,"
+            " EXCLUDED.certified_until, EXCLUDED.calibrated_on, EXCLUDED.calibration_due,"
+            " EXCLUDED.props)",
             [(d.device_id, d.kind, d.subject_id, d.model, d.certificate_no, d.certified_from,
               d.certified_until, d.calibrated_on, d.calibration_due, Jsonb(d.props))
              for d in devices])

@@ -14,7 +14,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from citywatch import app, config as config_mod
+from citywatch import app
+from citywatch import config as config_mod
 from citywatch.config import AppConfig
 
 ADMIN_URL = os.environ.get("CITYWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -26,12 +27,29 @@ def _db_url(name: str) -> str:
     return f"{base}/{name}"
 
 
-@pytest.fixture
-def database_url() -> str:
-    """An empty database, dropped after the test."""
-    name = f"cwtest_{uuid.uuid4().hex[:12]}"
+@pytest.fixture(scope="session")
+def template_database() -> str:
+    """A database migrated once per test session, with the demo registry loaded: each test
+    database is a copy of it (CREATE DATABASE ... TEMPLATE), which is far quicker than
+    migrating and loading 1,707 subjects for every test."""
+    name = f"cwtest_template_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
+    cfg = config_mod.load(env={})
+    cfg.database.url = _db_url(name)
+    database = app.open_database(cfg)
+    database.close()
+    yield name
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database_url(template_database: str) -> str:
+    """A database of its own for one test (migrated, registry loaded), dropped after it."""
+    name = f"cwtest_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
     yield _db_url(name)
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -53,7 +71,7 @@ def config(database_url: str, tmp_path: Path) -> AppConfig:
 
 @pytest.fixture
 def db(config: AppConfig):
-    """The test database, migrated, with the demo registry loaded."""
+    """The test database, migrated, with the demo registry loaded (a no-op check here)."""
     database = app.open_database(config)
     yield database
     database.close()
