@@ -38,8 +38,9 @@ def measure(image: np.ndarray, config: QualityConfig) -> Quality:
         scale = config.working_width / width
         grey = cv2.resize(grey, (config.working_width, max(1, round(height * scale))),
                           interpolation=cv2.INTER_AREA)
-    sharpness = float(cv2.Laplacian(grey, cv2.CV_64F).var())
-    brightness = float(grey.mean())
+    _, std = cv2.meanStdDev(cv2.Laplacian(grey, cv2.CV_32F))
+    sharpness = float(std[0, 0]) ** 2
+    brightness = float(cv2.mean(grey)[0])
     clipped = float(np.count_nonzero((grey == 0) | (grey == 255)) / grey.size)
     reasons = []
     if width < config.min_width or height < config.min_height:

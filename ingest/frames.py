@@ -81,7 +81,9 @@ def _image(data: bytes, ingest_cfg: IngestConfig, cfg: DetectorConfig) -> np.nda
     if width * height > cfg.intake.max_pixels:
         raise Rejected("too_many_pixels", f"{width}x{height} = {width * height} pixels, the "
                                           f"limit is {cfg.intake.max_pixels}")
-    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    # Grey is all the quality measures need; decoding it still reads every block of the
+    # file, so a truncated or damaged JPEG fails here as it would in colour.
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
     if pixels is None or pixels.shape[:2] != (height, width):
         raise Rejected("not_jpeg", "JPEG data does not decode (truncated or damaged)")
     return pixels
