@@ -99,12 +99,11 @@ def simulate_drone(args: argparse.Namespace) -> int:
 
 
 def simulate_cone(args: argparse.Namespace) -> int:
-    from citywatch.registry import load as load_registry
-    from simulators.cone import cone_frames, publish_cone_frames
+    from simulators.cone import simulate_cone as publish
 
     cfg = load_config(args)
-    frames = cone_frames(load_registry(cfg.resolve(cfg.registry.directory)), args.permit,
-                         scenario=args.scenario, frames=args.frames, seed=args.seed)
-    publish_cone_frames(frames, _broker_url(cfg), cfg.mqtt.topic_prefix)
+    frames = publish(_broker_url(cfg), cfg.mqtt.topic_prefix, cfg.resolve(cfg.registry.directory),
+                     permit_id=args.permit, scenario=args.scenario, frames=args.frames,
+                     seed=args.seed)
     print(f"{len(frames)} {args.scenario} frames from {frames[0].camera_id} at {args.permit}")
     return 0

@@ -94,6 +94,15 @@ def publish_cone_frames(frames: Sequence[ConeFrame], mqtt_url: str, topic_prefix
     return len(frames)
 
 
+def simulate_cone(mqtt_url: str, topic_prefix: str, registry_dir: Path, *, permit_id: str,
+                  scenario: str = "compliant", frames: int = 1, seed: int = 0) -> list[ConeFrame]:
+    """Render a permit's cone-camera frames of `scenario` and publish them (for the demo)."""
+    out = cone_frames(load_registry(registry_dir), permit_id, scenario=scenario, frames=frames,
+                      seed=seed)
+    publish_cone_frames(out, mqtt_url, topic_prefix)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mqtt", default="mqtt://127.0.0.1:1883", help="broker URL")
@@ -104,9 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    frames = cone_frames(load_registry(Path(args.registry)), args.permit,
-                         scenario=args.scenario, frames=args.frames, seed=args.seed)
-    publish_cone_frames(frames, args.mqtt, args.prefix)
+    frames = simulate_cone(args.mqtt, args.prefix, Path(args.registry), permit_id=args.permit,
+                           scenario=args.scenario, frames=args.frames, seed=args.seed)
     print(f"{len(frames)} {args.scenario} frames from {frames[0].camera_id} at {args.permit}")
     return 0
 
