@@ -209,3 +209,32 @@ def test_worker_claim_lost_to_recovery_is_not_written(plumbing, db, registry):
         assert not frames_repo.complete(conn, claimed, [], slow.detector.model)
         assert len(frames_repo.detections(conn)) == n > 0
         assert frames_repo.frame_states(conn)[0][1:3] == ("done", 2)
+
+
+def test_start_workers_share_the_queue(plumbing, db, registry):
+    """The service's entry point: n worker threads, each frame detected by exactly one."""
+    from detectors.worker import start_workers
+
+    config = plumbing
+    config.detectors.batch_size = 2
+    flight = street_pass(registry, "ST-004", stalls=2, seed=9, max_frames=8)
+    for f in flight.frames:
+        enqueue(config, db, "drone_frame", "UAV-01", f.header, f.jpeg)
+    stop = threading.Event()
+    threads = start_workers(config, db, stop, n=2)
+    try:
+        def finished():
+            with db.connection() as conn:
+                return frames_repo.status_counts(conn)["done"] == len(flight.frames)
+        wait_until(finished, timeout=120)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert not any(t.is_alive() for t in threads)
+    with db.connection() as conn:
+        owners = dict(conn.execute("SELECT sha256, attempts FROM frames").fetchall())
+        per_frame = conn.execute("SELECT frame_sha256, count(*), max(det_index) FROM detections "
+                                 "GROUP BY 1").fetchall()
+    assert set(owners.values()) == {1}
+    assert all(n == top + 1 for _, n, top in per_frame) and len(per_frame) == len(flight.frames)
