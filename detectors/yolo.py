@@ -16,6 +16,7 @@ import numpy as np
 
 from detectors.base import Detections, DetectorError
 from detectors.config import DetectorConfig
+from detectors.offline import import_ultralytics
 from storage.frames import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class YoloDetector:
 
     def __init__(self, weights: str | Path, *, imgsz: int = 640, confidence: float = 0.25,
                  iou: float = 0.5, batch_size: int = 8, device: str = "cpu"):
-        from ultralytics import YOLO
+        YOLO = import_ultralytics().YOLO
 
         path = Path(weights)
         if not path.is_file():
@@ -102,7 +103,8 @@ def build_untrained(path: str | Path, names: Sequence[str], *, seed: int = 0,
     not the point. Returns the .pt path, or the exported .onnx path when `onnx` is set.
     """
     import torch
-    from ultralytics import YOLO
+
+    YOLO = import_ultralytics().YOLO
     from ultralytics.nn.tasks import DetectionModel
 
     path = Path(path)
