@@ -30,6 +30,8 @@ import cv2
 import numpy as np
 import yaml
 
+from detectors.offline import import_ultralytics
+
 log = logging.getLogger(__name__)
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
@@ -40,18 +42,6 @@ SPLITS = ("train", "val", "test")
 
 class TrainingError(RuntimeError):
     """A dataset, training run, export or evaluation that cannot go on (says why)."""
-
-
-def _ultralytics():
-    """Import ultralytics for offline use: no downloads, no pip installs, no telemetry."""
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    os.environ.setdefault("YOLO_AUTOINSTALL", "False")
-    import ultralytics
-    from ultralytics.utils import SETTINGS
-
-    if SETTINGS.get("sync"):
-        SETTINGS.update(sync=False)
-    return ultralytics
 
 
 # ---------------------------------------------------------------------------------------
@@ -230,7 +220,7 @@ def train(data_yaml: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     (which fetch a font) are off, and with YOLO_OFFLINE set AMP's self-check (which would
     fetch a reference model) is skipped rather than attempted.
     """
-    _ultralytics()
+    import_ultralytics()
     from ultralytics import YOLO
 
     out_dir = Path(out_dir).resolve()
@@ -257,7 +247,7 @@ def export_onnx(weights: str | os.PathLike[str], out: str | os.PathLike[str] | N
                 imgsz: int = 512, dynamic: bool = True) -> Path:
     """Export .pt weights to ONNX (dynamic batch and size by default, so detector workers
     may batch frames and pick their own inference size)."""
-    _ultralytics()
+    import_ultralytics()
     from ultralytics import YOLO
 
     produced = Path(YOLO(str(weights)).export(format="onnx", imgsz=imgsz, dynamic=dynamic,
@@ -336,7 +326,7 @@ def evaluate(weights: str | os.PathLike[str], data_yaml: str | os.PathLike[str],
              split: str = "test", imgsz: int = 512, batch: int = 16, device: str = "cpu",
              conf: float = 0.001, iou: float = 0.7) -> EvalReport:
     """Validate weights (.pt or .onnx) on a split of a YOLO dataset, per class."""
-    _ultralytics()
+    import_ultralytics()
     from ultralytics import YOLO
 
     weights = Path(weights)
@@ -379,7 +369,7 @@ def write_reports(reports: Sequence[EvalReport], out_dir: str | os.PathLike[str]
 
 def strip_weights(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
     """Copy a training checkpoint without its optimizer state (small, for inference)."""
-    _ultralytics()
+    import_ultralytics()
     from ultralytics.utils.torch_utils import strip_optimizer
 
     shutil.copyfile(src, dst)
