@@ -46,6 +46,7 @@ from citywatch import app
 from citywatch import config as config_mod
 from citywatch.config import PROJECT_ROOT
 from citywatch.registry import load as load_registry
+from detectors.offline import import_ultralytics
 from detectors.worker import make_worker
 from detectors.yolo import YoloDetector, build_untrained
 from ingest.broker import ensure_broker
@@ -74,9 +75,7 @@ def _weights(path: Path | None, workdir: Path) -> tuple[Path, Path, bool]:
 def predict_alone(weights: Path, images: list[np.ndarray], imgsz: int, batch: int,
                   device: str) -> float:
     """frames/s of ultralytics predict() on decoded images, warm, in batches."""
-    from ultralytics import YOLO
-
-    model = YOLO(str(weights), task="detect")
+    model = import_ultralytics().YOLO(str(weights), task="detect")
     model.predict(images[:batch], imgsz=imgsz, batch=batch, verbose=False, device=device)
     t0 = time.monotonic()
     for i in range(0, len(images), batch):
