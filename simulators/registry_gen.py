@@ -95,7 +95,7 @@ def _area_of(e: float, n: float) -> str:
 
 def generate(seed: int = SEED) -> dict[str, dict]:
     rng = random.Random(seed)
-    areas, streets, merchants, sites, permits, drones = [], [], [], [], [], []
+    areas, streets, merchants, sites, permits = [], [], [], [], []
 
     for i, (area_id, name) in enumerate(AREA_NAMES):
         x0, y0 = GRID_X0 + (i % 6) * AREA_W, GRID_Y0 + (i // 6) * AREA_H
