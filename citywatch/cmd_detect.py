@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import threading
 
 from citywatch import app
 from citywatch.cli import emit, load_config
+from citywatch.service import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +44,6 @@ def register(sub) -> None:
     p.set_defaults(func=simulate_cone)
 
 
-def _stop_on_signals() -> threading.Event:
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    return stop
-
-
 def detect(args: argparse.Namespace) -> int:
     from detectors.worker import run_workers
 
@@ -62,7 +54,7 @@ def detect(args: argparse.Namespace) -> int:
         cfg.detectors = cfg.detectors.model_copy(update=updates)
     db = app.open_database(cfg, name="citywatch-detect")
     try:
-        run_workers(cfg, db, _stop_on_signals(), n=args.workers, until_empty=args.until_empty)
+        run_workers(cfg, db, stop_on_signals(), n=args.workers, until_empty=args.until_empty)
     finally:
         db.close()
     return 0

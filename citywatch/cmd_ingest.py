@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import threading
 from dataclasses import asdict
 
 from citywatch import app
 from citywatch.cli import emit, load_config
+from citywatch.service import stop_on_signals
 from ingest.broker import ensure_broker
 from ingest.collector import Collector
 from ingest.errors import IngestError
@@ -40,13 +39,6 @@ def register(sub) -> None:
     p.set_defaults(func=collect)
 
 
-def _stop_on_signals() -> threading.Event:
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    return stop
-
-
 def simulate(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     if not cfg.mqtt.url:
@@ -55,7 +47,7 @@ def simulate(args: argparse.Namespace) -> int:
         sc = scenarios.load(args.scenario, day=args.day)
     except scenarios.ScenarioError as exc:
         raise SystemExit(str(exc)) from None
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     speed = None if (args.fast or args.rate) else args.speed
     log.info("scenario %s, day %s: publishing to %s", sc.spec.name, sc.day, cfg.mqtt.topic_prefix)
     stats = publish(cfg.mqtt.url, cfg.mqtt.topic_prefix, sc.messages(), speed=speed,
@@ -73,7 +65,7 @@ def simulate(args: argparse.Namespace) -> int:
 
 def collect(args: argparse.Namespace) -> int:
     cfg = load_config(args)
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     broker = ensure_broker(cfg)
     cfg = broker.apply(cfg)
     db = app.open_database(cfg)

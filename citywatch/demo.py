@@ -26,7 +26,7 @@ from citywatch.config import AppConfig
 from citywatch.registry import load as load_registry
 from storage import frames as frame_store
 from storage import stats as db_stats
-from storage.db import embedded_url
+from storage.db import embedded_url, stop_embedded
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +128,7 @@ def run_demo(config: AppConfig, seconds: float = 60.0) -> dict:
     finally:
         pipeline.db.close()
         pipeline.broker.close()
+        stop_embedded(data_dir)  # the demo leaves nothing running behind it
     return {
         "finished": finished,
         "seconds": round(time.monotonic() - t0, 1),

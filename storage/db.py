@@ -38,6 +38,15 @@ def embedded_url(data_dir: Path) -> str:
     return server.get_uri()
 
 
+def stop_embedded(data_dir: Path) -> None:
+    """Stop the embedded PostgreSQL under data_dir/pg if this process started or reused it."""
+    pgdata = (data_dir / "pg").resolve()
+    with _embedded_lock:
+        server = _embedded.pop(pgdata, None)
+    if server is not None:
+        server.stop()
+
+
 def resolve_url(config: DatabaseConfig, data_dir: Path) -> str:
     """The configured database URL, or the embedded server's when none is configured."""
     return config.url or embedded_url(data_dir)

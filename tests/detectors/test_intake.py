@@ -116,6 +116,7 @@ def test_frames_over_mqtt_reach_store_and_queue_and_bad_ones_are_kept(config, db
         with db.connection() as conn:
             n_frames = conn.execute("SELECT count(*) FROM frames").fetchone()[0]
             n_dead = conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
+        print(f'frames {n_frames}/4, dead letters {n_dead}/{len(bad)}; {collector.stats()}')
         return n_frames == 4 and n_dead == len(bad)
 
     wait_until(settled)
