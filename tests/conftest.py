@@ -65,6 +65,8 @@ def config(database_url: str, tmp_path: Path) -> AppConfig:
     cfg.mqtt.topic_prefix = f"cwtest-{tag}/v1"
     cfg.mqtt.client_id = f"cwtest-{tag}-collector"
     cfg.mqtt.shared_group = f"cwtest-{tag}"
+    # The shared broker keeps persistent sessions: a test's must not outlive it by long.
+    cfg.mqtt.session_expiry_s = 120
     cfg.data_dir = str(tmp_path / "data")
     return cfg
 

@@ -27,9 +27,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 60.0, every: floa
 
 @pytest.fixture
 def ingest_config(config: AppConfig) -> AppConfig:
-    """The test configuration with short-lived broker sessions (the shared broker keeps
-    persistent sessions; a test's must not outlive it by long)."""
-    config.mqtt.session_expiry_s = 120
+    """The test configuration (short-lived broker sessions: see tests/conftest.py)."""
     return config
 
 
