@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from citywatch.config import AppConfig
 from rules.credit import refresh
@@ -16,6 +17,7 @@ def demo_summary(config: AppConfig, db: Database, *, as_of: datetime | None = No
     """Cases by rule and evidence state, open inspection tasks, and non-green credit codes
     (recomputed first), as one JSON-able dict. Cases fused into another are listed too,
     with `fused_into` naming the case that carries their evidence."""
+    tz = ZoneInfo(config.rules.timezone)  # officers read local time
     with db.connection() as conn:
         refresh(conn, config.rules.credit, as_of=as_of)
         conn.commit()
@@ -24,8 +26,8 @@ def demo_summary(config: AppConfig, db: Database, *, as_of: datetime | None = No
         tasks = case_store.inspection_tasks(conn)
     return {
         "cases": [{"case_id": c.case_id, "rule_id": c.rule_id, "subject_id": c.subject_id,
-                   "episode_start": c.episode_start.isoformat(),
-                   "episode_end": c.episode_end.isoformat(), "status": c.status,
+                   "episode_start": c.episode_start.astimezone(tz).isoformat(),
+                   "episode_end": c.episode_end.astimezone(tz).isoformat(), "status": c.status,
                    "evidence_state": c.evidence_state, "missing": c.evidence_missing,
                    "fused_into": c.fused_into}
                   for c in cases],
@@ -38,7 +40,7 @@ def demo_summary(config: AppConfig, db: Database, *, as_of: datetime | None = No
 
 def format_summary(summary: dict) -> str:
     """The demo summary as lines for people."""
-    lines = [f"{len(summary['cases'])} cases "
+    lines = [f"{len(summary['cases'])} cases (episode start in local time) "
              + ", ".join(f"{k}: {v}" for k, v in summary["evidence"].items())]
     for c in summary["cases"]:
         lines.append(f"  #{c['case_id']:<5} {c['rule_id']:<28} {c['subject_id']:<9} "
@@ -48,6 +50,8 @@ def format_summary(summary: dict) -> str:
     lines.append(f"{summary['inspections']} inspection tasks (综合查一次)")
     red = sorted(s for s, code in summary["credit"].items() if code == "red")
     yellow = sorted(s for s, code in summary["credit"].items() if code == "yellow")
-    lines.append(f"credit codes: {len(red)} red {red}, {len(yellow)} yellow {yellow}, "
-                 "all others green")
+    lines.append(f"credit codes: {len(red)} red, {len(yellow)} yellow, all others green "
+                 "(codes count confirmed cases only)"
+                 + "".join(f"\n  {code}: {', '.join(ids)}"
+                           for code, ids in (("red", red), ("yellow", yellow)) if ids))
     return "\n".join(lines)

