@@ -98,16 +98,3 @@ class Database:
         """A pooled connection inside a transaction, committed on success."""
         with self.pool.connection() as conn:
             yield conn
-
-    def has_timescale(self) -> bool:
-        with self.connection() as conn:
-            return has_timescale(conn)
-
-
-def has_timescale(conn: psycopg.Connection) -> bool:
-    """True when the timescaledb extension is installed or can be created in this database."""
-    row = conn.execute(
-        "SELECT installed_version IS NOT NULL, true FROM pg_available_extensions "
-        "WHERE name = 'timescaledb'"
-    ).fetchone()
-    return row is not None
