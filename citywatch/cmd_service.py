@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from citywatch import service
 from citywatch.cli import emit, load_config
@@ -46,7 +45,7 @@ def format_demo(s: dict, format_cases) -> str:
         f"{pub.get('scenario_day', '?')}, {pub.get('drone_frames', 0)} drone frames, "
         f"{pub.get('cone_frames', 0)} cone-camera frames",
         f"collector: received {col['received']:,}, stored {col['stored']:,}, "
-        f"exact repeats {col['duplicates']:,}, dead letters {col['dead_lettered'] if 'dead_lettered' in col else sum(col.get('dead_letters', {}).values()):,}",
+        f"exact repeats {col['duplicates']:,}, dead letters {sum(col['dead_letters'].values()):,}",
         "rows: " + ", ".join(f"{t} {n:,}" for t, n in s["tables"].items()
                              if t not in ("subjects", "devices")),
     ]
@@ -61,6 +60,3 @@ def format_demo(s: dict, format_cases) -> str:
         lines.append(f"ERROR {e}")
     return "\n".join(lines)
 
-
-if __name__ == "__main__":
-    sys.exit(0)

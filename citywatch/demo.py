@@ -133,7 +133,7 @@ def run_demo(config: AppConfig, seconds: float = 60.0) -> dict:
         "finished": finished,
         "seconds": round(time.monotonic() - t0, 1),
         "published": published,
-        "collector": {k: v for k, v in asdict(collector).items() if not k.startswith("latency")},
+        "collector": asdict(collector),
         "tables": stats["tables"],
         "dead_letters_by_reason": stats["dead_letters_by_reason"],
         "frames": frames,
