@@ -8,6 +8,7 @@ and its own topic prefix and client ids, so tests never see each other's data.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -27,6 +28,30 @@ def _db_url(name: str) -> str:
     return f"{base}/{name}"
 
 
+def seal_template(name: str) -> None:
+    """Make a migrated database a template nothing stays attached to.
+
+    TimescaleDB's background-worker scheduler attaches to every database that has the
+    extension, and CREATE DATABASE ... TEMPLATE refuses a source with other sessions. A
+    database that refuses connections gets no scheduler (the launcher skips it), so: refuse
+    connections first, then end the sessions already there (the scheduler among them)."""
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false IS_TEMPLATE true')
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        )
+        for _ in range(100):
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)
+            ).fetchone()
+            if row[0] == 0:
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"sessions still attached to template database {name}")
+
+
 @pytest.fixture(scope="session")
 def template_database() -> str:
     """A database migrated once per test session, with the demo registry loaded: each test
@@ -39,8 +64,10 @@ def template_database() -> str:
     cfg.database.url = _db_url(name)
     database = app.open_database(cfg)
     database.close()
+    seal_template(name)
     yield name
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" IS_TEMPLATE false')
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
