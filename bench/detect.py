@@ -44,11 +44,11 @@ import psycopg
 
 from citywatch import app
 from citywatch import config as config_mod
-from citywatch.config import PROJECT_ROOT
-from citywatch.registry import load as load_registry
 from detectors.offline import import_ultralytics
 from detectors.worker import make_worker
 from detectors.yolo import YoloDetector, build_untrained
+from domain.paths import PROJECT_ROOT
+from domain.registry import load as load_registry
 from ingest.broker import ensure_broker
 from ingest.collector import Collector
 from simulators.drone import publish_pass, street_pass

@@ -38,7 +38,8 @@ from paho.mqtt.properties import Properties
 
 from citywatch import app
 from citywatch import config as config_mod
-from citywatch.config import PROJECT_ROOT
+from domain.paths import PROJECT_ROOT
+from domain.records import Reading
 from ingest.broker import start_mosquitto
 from ingest.collector import Collector, Committed
 from ingest.mqtturl import parse
@@ -46,7 +47,6 @@ from simulators.scenario import SimMessage
 from simulators.sensors import Publisher
 from storage import readings as store
 from storage.db import Database
-from storage.records import Reading
 
 DB_NAME = "citywatch_bench_ingest"
 

@@ -26,12 +26,12 @@ from psycopg import sql
 
 from citywatch import app
 from citywatch import config as config_mod
-from citywatch.registry import load as load_registry
+from domain.records import Reading
+from domain.registry import load as load_registry
 from rules.engine import evaluate
 from storage import readings as reading_store
 from storage import rule_queries
 from storage.db import Database
-from storage.records import Reading
 
 DATA_DB = "citywatch_bench_rules"
 DAY = datetime(2026, 11, 20, tzinfo=ZoneInfo("Asia/Shanghai"))

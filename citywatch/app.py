@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from citywatch import registry as registry_files
 from citywatch.config import AppConfig
+from domain import registry as registry_files
 from storage import migrate as migrations
 from storage import registry as registry_table
 from storage import timescale

@@ -7,8 +7,8 @@ import argparse
 from citywatch import app
 from citywatch import config as config_mod
 from citywatch.cli import emit, load_config
-from citywatch.registry import RegistryError
-from citywatch.registry import load as load_registry
+from domain.registry import RegistryError
+from domain.registry import load as load_registry
 from storage import migrate as migrations
 from storage import stats as db_stats
 

@@ -15,11 +15,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from detectors.config import DetectorConfig
+from domain.paths import PROJECT_ROOT
 from ingest.config import IngestConfig, MqttConfig
 from rules.config import RulesConfig
 from storage.config import DatabaseConfig
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "citywatch.yaml"
 
 

@@ -23,7 +23,7 @@ from psycopg.conninfo import make_conninfo
 
 from citywatch import service
 from citywatch.config import AppConfig
-from citywatch.registry import load as load_registry
+from domain.registry import load as load_registry
 from storage import frames as frame_store
 from storage import stats as db_stats
 from storage.db import embedded_url, stop_embedded

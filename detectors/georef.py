@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from citywatch.geo import LocalFrame
+from domain.geo import LocalFrame
 from storage.frames import Pose
 
 

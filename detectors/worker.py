@@ -23,11 +23,12 @@ import cv2
 import numpy as np
 import psycopg
 
-from citywatch.config import PROJECT_ROOT, AppConfig
+from citywatch.config import AppConfig
 from detectors.base import Detections, Detector, create_detector
 from detectors.config import DetectorConfig
 from detectors.georef import GeorefError, pixels_to_wgs84
 from detectors.zones import NO_ZONE, ZoneIndex
+from domain.paths import PROJECT_ROOT
 from storage import frames as frames_repo
 from storage import registry as registry_repo
 from storage.db import Database

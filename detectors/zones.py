@@ -14,9 +14,9 @@ import numpy as np
 import shapely
 from shapely.geometry import Point, shape
 
-from citywatch.geo import GONGSHU, LocalFrame
 from detectors.config import ZoneConfig
-from storage.records import Device, Subject
+from domain.geo import GONGSHU, LocalFrame
+from domain.records import Device, Subject
 
 ZONE_OF_KIND = {"merchant": "frontage", "site": "site", "permit": "permit"}
 

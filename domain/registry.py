@@ -10,7 +10,7 @@ from pathlib import Path
 
 from shapely.geometry import shape
 
-from storage.records import Device, Subject
+from domain.records import Device, Subject
 
 SUBJECT_FILES = ("areas", "merchants", "sites", "permits")
 DEVICE_DATES = ("certified_from", "certified_until", "calibrated_on", "calibration_due")

@@ -34,6 +34,7 @@ from paho.mqtt.properties import Properties
 from psycopg_pool import PoolTimeout
 
 from citywatch.config import AppConfig
+from domain.records import DeadLetter
 from ingest import mqtturl
 from ingest.decode import Address, Message, parse_topic
 from ingest.errors import IngestError, Rejected
@@ -41,7 +42,6 @@ from ingest.routes import ROUTES, Accepted, Route
 from storage import readings as store
 from storage.db import Database
 from storage.errors import StorageError
-from storage.records import DeadLetter
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from domain.records import DeviceStatus, Reading, Telemetry
 from ingest.config import IngestConfig
 from ingest.errors import Rejected
-from storage.records import DeviceStatus, Reading, Telemetry
 
 # (topic segments after the device id) -> message kind, keyed by the first segment.
 TOPIC_KINDS: dict[tuple[str, str | None], str] = {

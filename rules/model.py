@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo
 import psycopg
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from domain.records import Device, Subject
 from rules.timeutil import DailyHours, parse_duration
-from storage.records import Device, Subject
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 Limit = float | dict[str, float]

@@ -20,8 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from citywatch.registry import Registry
-from citywatch.registry import load as load_registry
+from domain.registry import Registry
+from domain.registry import load as load_registry
 from ingest import envelope
 from simulators.drone import FramePublisher, frame_topic
 from simulators.scenes import Rendered, SceneObject, render_cone

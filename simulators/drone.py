@@ -25,9 +25,9 @@ import numpy as np
 import paho.mqtt.client as mqtt
 from shapely.geometry import shape
 
-from citywatch.geo import GONGSHU, LocalFrame
-from citywatch.registry import Registry
-from citywatch.registry import load as load_registry
+from domain.geo import GONGSHU, LocalFrame
+from domain.registry import Registry
+from domain.registry import load as load_registry
 from ingest import envelope, mqtturl
 from simulators.scenes import (
     CameraPose,

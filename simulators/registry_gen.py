@@ -17,7 +17,7 @@ import random
 from datetime import date, timedelta
 from pathlib import Path
 
-from citywatch.geo import GONGSHU, LocalFrame
+from domain.geo import GONGSHU, LocalFrame
 
 SEED = 20261127
 MERCHANTS = 1589

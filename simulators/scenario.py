@@ -31,11 +31,11 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from citywatch.config import PROJECT_ROOT
-from citywatch.geo import LocalFrame
-from citywatch.registry import Registry
-from citywatch.registry import load as load_registry
-from storage.records import Reading, Telemetry
+from domain.geo import LocalFrame
+from domain.paths import PROJECT_ROOT
+from domain.records import Reading, Telemetry
+from domain.registry import Registry
+from domain.registry import load as load_registry
 
 RULE_IDS = (
     "fume.exceedance", "fume.purifier_off", "fume.device_silent", "dust.pm10_hourly_warning",

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from citywatch.geo import LocalFrame
+from domain.geo import LocalFrame
 
 CLASSES: tuple[str, ...] = (
     "street_stall",

@@ -16,7 +16,7 @@ from operator import attrgetter
 import psycopg
 from psycopg import sql
 
-from storage.records import (
+from domain.records import (
     READING_COLUMNS,
     TELEMETRY_COLUMNS,
     DeadLetter,

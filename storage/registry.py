@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import psycopg
 from psycopg.types.json import Jsonb
 
-from storage.records import Device, Subject
+from domain.records import Device, Subject
 
 
 def sync(conn: psycopg.Connection, subjects: Iterable[Subject], devices: Iterable[Device]) -> tuple[int, int]:

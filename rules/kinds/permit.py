@@ -20,7 +20,7 @@ import shapely
 from pydantic import Field
 from shapely.geometry import Point, shape
 
-from citywatch.geo import LocalFrame, distance_m
+from domain.geo import LocalFrame, distance_m
 from rules.kinds.detection import DetectionRule, Hit, episodes_from_frames, hit_of
 from rules.model import Episode, EvalContext
 from rules.timeutil import DailyHours, local_day

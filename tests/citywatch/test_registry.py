@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 from shapely.geometry import shape
 
-from citywatch.config import PROJECT_ROOT
-from citywatch.registry import RegistryError, load
+from domain.paths import PROJECT_ROOT
+from domain.registry import RegistryError, load
 from simulators import registry_gen
 
 REGISTRY = PROJECT_ROOT / "configs" / "registry"

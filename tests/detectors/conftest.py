@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from citywatch.registry import Registry
-from citywatch.registry import load as load_registry
 from detectors.yolo import build_untrained
+from domain.registry import Registry
+from domain.registry import load as load_registry
 from ingest.collector import Collector
 from simulators.scenes import CLASSES
 

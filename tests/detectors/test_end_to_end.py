@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
-from citywatch.geo import distance_m
 from detectors.worker import make_worker
+from domain.geo import distance_m
 from simulators.cone import cone_frames, publish_cone_frames
 from simulators.drone import publish_pass, street_pass
 from storage import frames as frames_repo

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from citywatch.geo import LocalFrame, distance_m
 from detectors.georef import Camera, GeorefError, pixels_to_wgs84
+from domain.geo import LocalFrame, distance_m
 from storage.frames import Pose
 
 W, H = 4000, 3000

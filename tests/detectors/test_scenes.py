@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from citywatch import config as config_mod
-from citywatch.geo import GONGSHU, LocalFrame
-from citywatch.registry import load as load_registry
+from domain.geo import GONGSHU, LocalFrame
+from domain.registry import load as load_registry
 from simulators import scenes as S
 
 SHARED_CLASSES = (

@@ -17,12 +17,12 @@ import pytest
 import yaml
 
 from citywatch import config as config_mod
-from citywatch.geo import distance_m
 from detectors.base import Detections
 from detectors.config import ZoneConfig
 from detectors.worker import Worker, locate, make_worker
 from detectors.yolo import YoloDetector
 from detectors.zones import ZoneIndex
+from domain.geo import distance_m
 from ingest import envelope
 from ingest.decode import Address, Message
 from ingest.frames import decode_frame

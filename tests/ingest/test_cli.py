@@ -9,7 +9,7 @@ import sys
 
 import yaml
 
-from citywatch.config import PROJECT_ROOT
+from domain.paths import PROJECT_ROOT
 from simulators.scenario import load
 from storage import readings as store
 from tests.ingest.conftest import DAY, wait_until

@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from domain.records import Reading, Telemetry
 from storage import readings as store
-from storage.records import Reading, Telemetry
 
 T0 = datetime(2026, 11, 26, 4, 0, tzinfo=UTC)
 RX = T0 + timedelta(seconds=2)

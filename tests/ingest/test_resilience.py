@@ -13,7 +13,7 @@ import time
 import pytest
 import yaml
 
-from citywatch.config import PROJECT_ROOT
+from domain.paths import PROJECT_ROOT
 from ingest.broker import start_amqtt, start_mosquitto
 from ingest.collector import Collector
 from simulators.sensors import publish
