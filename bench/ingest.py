@@ -139,7 +139,7 @@ def publisher_rate(url: str, prefix: str, devices: list[str], n: int) -> dict:
 def bare_copy(db: Database, devices: list[str], n: int) -> dict:
     """Rate of a plain COPY of the same number of rows into readings (then rolled back)."""
     base = datetime.now(UTC) - timedelta(days=2)
-    rows = [Reading(devices[i % len(devices)], base + timedelta(seconds=i // len(devices)), base,
+    rows = [Reading.of(devices[i % len(devices)], base + timedelta(seconds=i // len(devices)), base,
                     fume_mg_m3=(i % 97) / 50, fan_on=True, purifier_on=True) for i in range(n)]
     with db.connection() as conn:
         t0 = time.monotonic()

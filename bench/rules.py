@@ -55,13 +55,13 @@ def _readings(fume_ids: list[str], dust_ids: list[str]):
                 continue
             fume = 2.8 if i % 50 == 0 and 18 * 60 <= m < 18 * 60 + 40 else rng.uniform(0.2, 1.2)
             purifier = not (i % 70 == 0 and 12 * 60 <= m < 12 * 60 + 30)
-            yield Reading(device, ts, ts, fume_mg_m3=round(fume, 3), fan_on=10 <= hh < 22,
+            yield Reading.of(device, ts, ts, fume_mg_m3=round(fume, 3), fan_on=10 <= hh < 22,
                           purifier_on=purifier)
     for i, device in enumerate(dust_ids):
         for m in range(24 * 60):
             ts = DAY + timedelta(minutes=m, seconds=i % 60)
             pm10 = 240.0 if i % 10 == 0 and 600 <= m < 720 else rng.uniform(50, 110)
-            yield Reading(device, ts, ts, pm10_ug_m3=round(pm10, 1), pm25_ug_m3=round(pm10 / 2, 1))
+            yield Reading.of(device, ts, ts, pm10_ug_m3=round(pm10, 1), pm25_ug_m3=round(pm10 / 2, 1))
 
 
 def prepare(admin: str, cfg: config_mod.AppConfig, regenerate: bool) -> int:

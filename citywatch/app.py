@@ -8,7 +8,7 @@ from citywatch.config import AppConfig
 from domain import registry as registry_files
 from storage import migrate as migrations
 from storage import registry as registry_table
-from storage import timescale
+from storage import timescale, windows
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,8 @@ def prepare(db: Database, config: AppConfig) -> list[str]:
         done += [f"migration {m.version:04d}_{m.name}" for m in migrations.migrate(conn)]
         if config.database.timescale.enabled and timescale.available(conn):
             done += timescale.apply(conn, config.database.timescale)
+        else:
+            done += windows.apply_plain(conn)
         reg = registry_files.load(config.resolve(config.registry.directory))
         registry_table.sync(conn, reg.subjects, reg.devices)
     return done

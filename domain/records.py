@@ -6,9 +6,12 @@ said, `received_at` is when a collector got it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
+
+from domain.sensors import READING_FIELDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +31,7 @@ class Device:
     """A registered device with its certification and calibration validity."""
 
     device_id: str
-    kind: str  # fume | dust | cone_camera | drone
+    kind: str  # a DeviceKind value (domain/vocabulary.py)
     subject_id: str | None
     model: str | None = None
     certificate_no: str | None = None
@@ -55,25 +58,34 @@ class Device:
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """One sensor reading (fume or dust fields set, the others None)."""
+    """One sensor reading: its values keyed by the field names of its sensor kind
+    (domain/sensors.py); a field the kind lacks or the message left out is absent."""
 
     device_id: str
     ts: datetime
     received_at: datetime
-    fume_mg_m3: float | None = None
-    fan_on: bool | None = None
-    purifier_on: bool | None = None
-    pm10_ug_m3: float | None = None
-    pm25_ug_m3: float | None = None
-    tsp_ug_m3: float | None = None
-    noise_dba: float | None = None
-    wind_ms: float | None = None
+    values: Mapping[str, float | bool | None]
 
+    @classmethod
+    def of(cls, device_id: str, ts: datetime, received_at: datetime,
+           **values: float | bool | None) -> Reading:
+        """A reading from field keywords (`Reading.of(d, ts, rx, fume_mg_m3=1.2, ...)`);
+        None values are left out, unknown fields refused."""
+        unknown = set(values) - set(READING_FIELDS)
+        if unknown:
+            raise TypeError(f"unknown reading fields {sorted(unknown)}")
+        return cls(device_id, ts, received_at, {k: v for k, v in values.items() if v is not None})
 
-READING_COLUMNS = (
-    "device_id", "ts", "received_at", "fume_mg_m3", "fan_on", "purifier_on",
-    "pm10_ug_m3", "pm25_ug_m3", "tsp_ug_m3", "noise_dba", "wind_ms",
-)
+    def __getattr__(self, name: str) -> float | bool | None:
+        # reading.fume_mg_m3: a declared field the reading lacks is None
+        if name in READING_FIELDS:
+            return self.values.get(name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def row(self) -> tuple:
+        """The reading as a row of domain.sensors.READING_COLUMNS."""
+        get = self.values.get
+        return (self.device_id, self.ts, self.received_at, *[get(f) for f in READING_FIELDS])
 
 
 @dataclass(frozen=True, slots=True)

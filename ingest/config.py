@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from domain.sensors import READING_FIELDS
 
 
 class MqttConfig(BaseModel):
@@ -106,12 +108,24 @@ class IngestConfig(BaseModel):
     retention_days: int = Field(
         400, ge=1, title="Oldest device timestamp accepted (days before now)"
     )
-    max_fume_mg_m3: float = Field(200.0, gt=0, title="Largest plausible fume concentration")
-    max_dust_ug_m3: float = Field(20000.0, gt=0, title="Largest plausible PM / TSP value")
-    max_noise_dba: float = Field(200.0, gt=0, title="Largest plausible noise level (dBA)")
-    max_wind_ms: float = Field(100.0, gt=0, title="Largest plausible wind speed (m/s)")
+    plausible_max: dict[str, float] = Field(
+        default_factory=dict, title="Largest plausible value per reading field",
+        description="Overrides the ceiling a sensor kind declares for a field "
+        "(domain/sensors.py), e.g. {fume_mg_m3: 50}; a larger value is out_of_range.",
+    )
     drone_alt_range_m: tuple[float, float] = Field(
         (-100.0, 1000.0), title="Plausible drone altitude above ground (m)",
         description="Telemetry outside this range is out_of_range (the legal ceiling of 120 m "
         "is a rule matter, not a reason to refuse the record).",
     )
+
+    @field_validator("plausible_max")
+    @classmethod
+    def _known_numeric_fields(cls, value: dict[str, float]) -> dict[str, float]:
+        numeric = sorted(n for n, f in READING_FIELDS.items() if f.type == "number")
+        for name, ceiling in value.items():
+            if name not in numeric:
+                raise ValueError(f"{name!r} is not a numeric reading field; expected one of {numeric}")
+            if not ceiling > 0:
+                raise ValueError(f"{name}: the ceiling must be above 0, got {ceiling}")
+        return value

@@ -15,13 +15,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from domain.records import DeviceStatus, Reading, Telemetry
+from domain.sensors import SENSOR_KINDS, SensorKind
 from ingest.config import IngestConfig
 from ingest.errors import Rejected
 
-# (topic segments after the device id) -> message kind, keyed by the first segment.
+# (topic segments after the device id) -> message kind, keyed by the first segment. Each
+# sensor kind publishes on its own segment (domain/sensors.py).
 TOPIC_KINDS: dict[tuple[str, str | None], str] = {
-    ("fume", None): "fume",
-    ("dust", None): "dust",
+    **{(kind, None): kind for kind in SENSOR_KINDS},
     ("status", None): "status",
     ("drone", "telemetry"): "telemetry",
     ("drone", "frame"): "drone_frame",
@@ -170,32 +171,22 @@ def timestamp(doc: dict[str, Any], received_at: datetime, cfg: IngestConfig,
 
 # -- decoders -----------------------------------------------------------------------------
 
-def decode_fume(msg: Message, cfg: IngestConfig) -> Reading:
-    """A kitchen-fume reading: concentration plus fan and purifier running states."""
+def decode_reading(kind: SensorKind, msg: Message, cfg: IngestConfig) -> Reading:
+    """A reading of a sensor kind, every field checked as its declaration says: numbers
+    finite, not negative and plausible (the declared ceiling, or the configured one),
+    booleans true or false, required fields present."""
     doc = parse_json_object(msg.payload, cfg.max_payload_bytes)
     ts = timestamp(doc, msg.received_at, cfg)
-    return Reading(
-        device_id=msg.address.device_id, ts=ts, received_at=msg.received_at,
-        fume_mg_m3=number(doc, "fume_mg_m3", high=cfg.max_fume_mg_m3, non_negative=True),
-        fan_on=boolean(doc, "fan_on"),
-        purifier_on=boolean(doc, "purifier_on"),
-    )
-
-
-def decode_dust(msg: Message, cfg: IngestConfig) -> Reading:
-    """A site-dust reading: PM10 and PM2.5, optionally TSP, noise and wind."""
-    doc = parse_json_object(msg.payload, cfg.max_payload_bytes)
-    ts = timestamp(doc, msg.received_at, cfg)
-    pm = {"high": cfg.max_dust_ug_m3, "non_negative": True}
-    return Reading(
-        device_id=msg.address.device_id, ts=ts, received_at=msg.received_at,
-        pm10_ug_m3=number(doc, "pm10_ug_m3", **pm),
-        pm25_ug_m3=number(doc, "pm25_ug_m3", **pm),
-        tsp_ug_m3=number(doc, "tsp_ug_m3", required=False, **pm),
-        noise_dba=number(doc, "noise_dba", required=False, high=cfg.max_noise_dba,
-                         non_negative=True),
-        wind_ms=number(doc, "wind_ms", required=False, high=cfg.max_wind_ms, non_negative=True),
-    )
+    values: dict[str, float | bool] = {}
+    for f in kind.fields:
+        if f.type == "number":
+            value = number(doc, f.name, high=cfg.plausible_max.get(f.name, f.max),
+                           required=f.required, non_negative=True)
+        else:
+            value = boolean(doc, f.name, required=f.required)
+        if value is not None:
+            values[f.name] = value
+    return Reading(msg.address.device_id, ts, msg.received_at, values)
 
 
 def decode_telemetry(msg: Message, cfg: IngestConfig) -> Telemetry:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from domain.sensors import SENSOR_KINDS, SensorKind
 from ingest import decode, frames
 from ingest.errors import Rejected
 from storage import readings
@@ -77,9 +78,13 @@ def write_status(conn: psycopg.Connection, items: Sequence[Accepted]) -> WriteOu
     return WriteOutcome(len(items))
 
 
+def _reading_route(kind: SensorKind) -> Route:
+    return Route(kind.kind.value, kind.kind.value,
+                 lambda m, c: decode.decode_reading(kind, m, c.ingest), write_readings)
+
+
 ROUTES: dict[str, Route] = {
-    "fume": Route("fume", "fume", lambda m, c: decode.decode_fume(m, c.ingest), write_readings),
-    "dust": Route("dust", "dust", lambda m, c: decode.decode_dust(m, c.ingest), write_readings),
+    **{name: _reading_route(kind) for name, kind in SENSOR_KINDS.items()},
     "telemetry": Route("telemetry", "drone",
                        lambda m, c: decode.decode_telemetry(m, c.ingest), write_telemetry),
     "status": Route("status", None, lambda m, c: decode.decode_status(m, c.ingest), write_status),

@@ -38,8 +38,6 @@ log = logging.getLogger(__name__)
 ENGINE_LOCK = 0x72756C65  # "rule"
 ENGINE_NAME = "rules"
 ACTOR = "rule-engine"
-SENSOR_KINDS = ("threshold", "state")
-VISUAL_KINDS = ("detection", "permit")
 
 
 class EngineBusy(StorageError):
@@ -147,7 +145,7 @@ def _evaluate_locked(conn: psycopg.Connection, config: AppConfig, rs: RuleSet, t
 
 def _suppressed(config: AppConfig, ctx: EvalContext, rule: RuleBase, ep: Episode) -> bool:
     """A sensor episode whose own device was not certified / calibrated at the time."""
-    if not config.rules.suppress_uncertified or rule.kind not in SENSOR_KINDS:
+    if not config.rules.suppress_uncertified or rule.judges != "measurements":
         return False
     days = {local_day(ep.start, ctx.tz), local_day(ep.end, ctx.tz)}
     return any(d not in ctx.devices or ctx.devices[d].valid_at(day)
@@ -171,11 +169,11 @@ def _record(conn: psycopg.Connection, config: AppConfig, ctx: EvalContext,
     # Fusion: camera / drone cases, and warnings, at a subject with a sensor violation in
     # the same period join that case (the earliest, when several overlap).
     hosts = sorted(((r, e) for r, e in ordered
-                    if r.kind in SENSOR_KINDS and r.case_kind == "violation"),
+                    if r.judges == "measurements" and r.case_kind == "violation"),
                    key=lambda re: (re[1].start, re[0].id))
     into: dict[tuple, tuple[RuleBase, Episode]] = {}
     for rule, ep in ordered:
-        if rule.kind not in VISUAL_KINDS and rule.case_kind != "warning":
+        if rule.judges != "frames" and rule.case_kind != "warning":
             continue
         host = next(((r, s) for r, s in hosts if s.subject_id == ep.subject_id
                      and s.start - margin <= ep.end and ep.start <= s.end + margin), None)

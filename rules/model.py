@@ -11,18 +11,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, ClassVar, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 import psycopg
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from domain.records import Device, Subject
+from domain.sensors import READING_FIELDS, SENSOR_KINDS
 from rules.timeutil import DailyHours, parse_duration
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 Limit = float | dict[str, float]
 SubjectType = Literal["merchant", "site", "permit", "area"]
+Judges = Literal["measurements", "availability", "frames", "rules"]
+# The device kinds that publish readings, as declared in domain/sensors.py.
+SensorKindName = Literal[tuple(SENSOR_KINDS)]  # type: ignore[valid-type]
 
 
 class EvidenceRecipe(BaseModel):
@@ -59,15 +63,48 @@ class RuleBase(BaseModel):
     case_kind: Literal["violation", "warning", "fault", "safety"] = Field(
         "violation", title="Case kind", description="Only violations count for credit codes.")
     severity: Literal["info", "general", "serious"] = Field("general", title="Severity")
-    legal_basis: str = Field("", title="Legal basis cited by the case (DOMAIN.md)")
+    legal_basis: str = Field("", title="Legal basis cited by the case (docs/domain.md)")
     enabled: bool = Field(True, title="Evaluate this rule")
     emit: bool = Field(True, title="Open cases",
                        description="False: only feeds composite rules.")
     evidence: EvidenceRecipe = Field(default_factory=EvidenceRecipe, title="Evidence recipe")
 
+    # What a kind of rule judges, which the engine asks instead of listing kinds:
+    # "measurements": values a device measured (its certification at the time matters, and
+    #   its violations host fused cases); "availability": whether data came at all;
+    # "frames": detections in camera / drone frames (fused into a sensor case at the same
+    #   subject and time); "rules": other rules' episodes.
+    judges: ClassVar[Judges]
+
     def limits(self) -> dict[str, Limit]:
         """Profile-dependent numbers of this rule, by field name (checked at load)."""
         return {}
+
+    def problems(self, check: RuleCheck) -> list[tuple[str, str]]:
+        """What is wrong with this rule beyond its schema, as (YAML path, problem) pairs;
+        a kind adds its own checks by extending this."""
+        out = []
+        for name, value in self.limits().items():
+            try:
+                resolve_limit(value, check.profile)
+            except KeyError as exc:
+                out.append((name, exc.args[0]))
+        for j, name in enumerate(self.evidence.series):
+            if name not in READING_FIELDS:
+                out.append((f"evidence.series[{j}]", f"unknown reading field {name!r}"))
+        return out
+
+    def references(self) -> list[tuple[str, str]]:
+        """Other rules this one is made of, as (rule id, YAML path); evaluated first."""
+        return []
+
+
+@dataclass(frozen=True, slots=True)
+class RuleCheck:
+    """What a rule is checked against when a rule set loads."""
+
+    profile: str
+    classes: list[str] | None  # detection classes that exist (None: not known here)
 
 
 @dataclass(frozen=True, slots=True)

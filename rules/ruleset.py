@@ -14,9 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rules.kinds import KINDS
-from rules.kinds.composite import CompositeRule, referenced
-from rules.kinds.detection import DetectionRule
-from rules.model import Evaluator, RuleBase, resolve_limit
+from rules.model import Evaluator, RuleBase, RuleCheck
 
 AnyRule = Annotated[Union[tuple(k.model for k in KINDS.values())],  # noqa: UP007
                     Field(discriminator="kind")]
@@ -70,6 +68,7 @@ def parse(documents: list[tuple[str, Any]], profile: str,
     problems: list[str] = []
     rules: list[RuleBase] = []
     sources: dict[str, str] = {}
+    check = RuleCheck(profile, classes)
     for source, raw in documents:
         if raw is None:
             continue
@@ -90,27 +89,17 @@ def parse(documents: list[tuple[str, Any]], profile: str,
                 problems.append(f"{where}.id: duplicate rule id {rule.id!r} "
                                 f"(first in {sources[rule.id]})")
                 continue
-            for name, value in rule.limits().items():
-                try:
-                    resolve_limit(value, profile)
-                except KeyError as exc:
-                    problems.append(f"{where}.{name}: {exc.args[0]}")
-            if classes is not None and isinstance(rule, DetectionRule):
-                for name in ("classes", "absent"):
-                    for j, cls in enumerate(getattr(rule, name)):
-                        if cls not in classes:
-                            problems.append(f"{where}.{name}[{j}]: unknown detection class "
-                                            f"{cls!r}")
+            problems += [f"{where}.{path}: {problem}"
+                         for path, problem in rule.problems(check)]
             sources[rule.id] = where
             rules.append(rule)
     by_id = {r.id: r for r in rules}
     for r in rules:
-        if isinstance(r, CompositeRule):
-            for ref, path in referenced(r.condition):
-                if ref not in by_id:
-                    problems.append(f"{sources[r.id]}.{path}: unknown rule id {ref!r}")
-                elif not by_id[ref].enabled and r.enabled:
-                    problems.append(f"{sources[r.id]}.{path}: rule {ref!r} is disabled")
+        for ref, path in r.references():
+            if ref not in by_id:
+                problems.append(f"{sources[r.id]}.{path}: unknown rule id {ref!r}")
+            elif not by_id[ref].enabled and r.enabled:
+                problems.append(f"{sources[r.id]}.{path}: rule {ref!r} is disabled")
     if problems:
         raise RuleSetError(problems)
     ordered = _evaluation_order([r for r in rules if r.enabled], sources, problems)
@@ -133,10 +122,9 @@ def _evaluation_order(rules: list[RuleBase], sources: dict[str, str],
             problems.append(f"{sources[rule.id]}.condition: composite rules refer to each "
                             f"other in a cycle: {' -> '.join(stack + (rule.id,))}")
             return
-        if isinstance(rule, CompositeRule):
-            for ref, _ in referenced(rule.condition):
-                if ref in by_id:
-                    visit(by_id[ref], stack + (rule.id,))
+        for ref, _ in rule.references():
+            if ref in by_id:
+                visit(by_id[ref], stack + (rule.id,))
         done[rule.id] = True
         out.append(rule)
 

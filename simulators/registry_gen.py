@@ -3,7 +3,7 @@
     python -m simulators.registry_gen [--out configs/registry] [--seed 20261127]
 
 Writes areas, streets, merchants (1,589 restaurants, each with its fume monitor),
-construction sites (dust monitors), road-works permits (cone cameras) and the drone fleet
+construction sites (dust and boundary-noise monitors), road-works permits (cone cameras) and the drone fleet
 as GeoJSON FeatureCollections. Streets run east-west and north-south on a grid around
 30.32 N, 120.15 E; shops line both sides, each with a frontage zone: the pavement in front
 of the shop, where street vending is looked for. Names and places are invented.
@@ -95,6 +95,9 @@ def _area_of(e: float, n: float) -> str:
 
 def generate(seed: int = SEED) -> dict[str, dict]:
     rng = random.Random(seed)
+    # Noise monitors were added later: their own random stream leaves every other device
+    # and place as it was.
+    noise_rng = random.Random(seed + 1)
     areas, streets, merchants, sites, permits = [], [], [], [], []
 
     for i, (area_id, name) in enumerate(AREA_NAMES):
@@ -172,7 +175,9 @@ def generate(seed: int = SEED) -> dict[str, dict]:
             _poly([(e, n), (e + w, n), (e + w, n + h), (e, n + h)]), subject_id=sid,
             kind="site", name=f"{rng.choice(STREET_WORDS)}地块{i}号项目", area_id=_area_of(e, n),
             contractor=f"浙江{rng.choice(SURNAMES)}氏建设有限公司", background_pm10_ug_m3=60,
-            devices=[_device(rng, f"DM-{i:03d}", "dust", "HJ653-PM", lapsed=i % 29 == 7)]))
+            devices=[_device(rng, f"DM-{i:03d}", "dust", "HJ653-PM", lapsed=i % 29 == 7),
+                     _device(noise_rng, f"NM-{i:03d}", "noise", "AWA6228-B",
+                             lapsed=i % 31 == 9)]))
 
     # Road-works permits: a stretch of carriageway of a street, cone cameras at both ends.
     for i in range(1, 41):

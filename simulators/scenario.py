@@ -42,7 +42,7 @@ RULE_IDS = (
     "dust.pm10_hourly_case", "dust.exceedances_15min", "drone.street_vending",
     "drone.bare_soil_uncovered", "drone.muck_truck_uncovered", "drone.garbage_pile",
     "cone.outside_hours", "cone.outside_area", "cone.fallen_not_restored", "cone.fence_missing",
-    "cone.no_helmet",
+    "cone.no_helmet", "noise.night_limit", "noise.night_peak", "noise.day_limit",
 )
 
 # Outcomes a bad message can be built for (reason codes of ingest/errors.py, plus
@@ -68,6 +68,8 @@ class _Model(BaseModel):
 class FleetSpec(_Model):
     merchants: int = Field(50, ge=0, title="Merchants (M-00001 upwards) whose fume monitors report")
     sites: int = Field(10, ge=0, title="Construction sites (S-001 upwards) whose dust monitors report")
+    noise_sites: int = Field(0, ge=0, title="Construction sites (S-001 upwards) whose noise "
+                             "monitors report")
     interval_s: int = Field(60, ge=1, le=3600, title="Seconds between two readings of one device")
 
 
@@ -80,12 +82,17 @@ class FlightSpec(_Model):
     alt_m: float = Field(100.0, title="Altitude above ground")
 
 
+# The monitor kind each injected condition is reported by.
+VIOLATION_DEVICE = {"fume_level": "fume", "purifier_off": "fume", "pm10_level": "dust",
+                    "noise_level": "noise"}
+
+
 class ViolationSpec(_Model):
     subject: str = Field(title="Registry subject (merchant or site) whose device misbehaves")
-    kind: Literal["fume_level", "purifier_off", "silent", "pm10_level"] = Field(
+    kind: Literal["fume_level", "purifier_off", "silent", "pm10_level", "noise_level"] = Field(
         title="What the device reports",
-        description="fume_level / pm10_level: `value` for `minutes`; purifier_off: fan on, "
-        "purifier off; silent: no readings at all.")
+        description="fume_level / pm10_level / noise_level: `value` for `minutes`; "
+        "purifier_off: fan on, purifier off; silent: no readings at all.")
     start: HHMM = Field(title="Local time the condition begins")
     minutes: int = Field(ge=1, title="How long it lasts")
     value: float | None = Field(None, title="Reported level for *_level kinds")
@@ -175,7 +182,7 @@ def _dumps(doc: dict[str, Any]) -> bytes:
 @dataclass(frozen=True, slots=True)
 class _Device:
     device_id: str
-    kind: str  # fume | dust
+    kind: str  # a sensor DeviceKind value: fume | dust | noise
     subject_id: str
     hours: list[str]
     background: float
@@ -191,15 +198,17 @@ class Scenario:
         self.source = source
         self.tz = timezone(timedelta(hours=spec.utc_offset_h))
         self.devices = self._fleet()
-        by_subject = {d.subject_id: d for d in self.devices}
+        kinds_at: dict[str, set[str]] = {}
+        for d in self.devices:
+            kinds_at.setdefault(d.subject_id, set()).add(d.kind)
         problems = []
         for i, v in enumerate(spec.violations):
-            if v.subject not in by_subject:
+            if v.subject not in kinds_at:
                 problems.append(f"violations[{i}].subject: {v.subject!r} is not in the fleet")
-            elif v.kind.startswith(("fume", "purifier")) != (by_subject[v.subject].kind == "fume") \
-                    and v.kind != "silent":
-                problems.append(f"violations[{i}].kind: {v.kind} does not fit a "
-                                f"{by_subject[v.subject].kind} monitor")
+            elif v.kind != "silent" and VIOLATION_DEVICE[v.kind] not in kinds_at[v.subject]:
+                problems.append(f"violations[{i}].kind: {v.kind} needs a "
+                                f"{VIOLATION_DEVICE[v.kind]} monitor at {v.subject}, which has "
+                                f"{sorted(kinds_at[v.subject])}")
             elif v.kind.endswith("_level") and v.value is None:
                 problems.append(f"violations[{i}].value: required for {v.kind}")
         device_ids = {d.device_id for d in self.devices}
@@ -244,6 +253,9 @@ class Scenario:
                     int(s.subject_id[2:]) <= self.spec.fleet.sites:
                 out.append(_Device(d.device_id, "dust", s.subject_id, [],
                                    float(s.props.get("background_pm10_ug_m3", 60))))
+            elif d.kind == "noise" and s.kind == "site" and \
+                    int(s.subject_id[2:]) <= self.spec.fleet.noise_sites:
+                out.append(_Device(d.device_id, "noise", s.subject_id, [], 0.0))
         return out
 
     @property
@@ -266,7 +278,16 @@ class Scenario:
         v = self._violation_at(device, slot)
         if v is not None and v.kind == "silent":
             return None
+        if v is not None and VIOLATION_DEVICE[v.kind] != device.kind:
+            v = None  # another monitor of the same subject misbehaves
         local = slot.astimezone(self.tz).time()
+        if device.kind == "noise":
+            # site boundary: works by day, quiet at night (22:00-06:00)
+            night = local.hour >= 22 or local.hour < 6
+            level = rng.uniform(40, 48) if night else rng.uniform(55, 66)
+            if v is not None:
+                level = v.value + rng.uniform(-1.0, 1.0)
+            return {"noise_dba": round(level, 1)}
         if device.kind == "fume":
             busy = in_hours(local, device.hours)
             limit = self.spec.fume_limit_mg_m3
@@ -298,7 +319,7 @@ class Scenario:
                 if doc is None:
                     continue
                 payload = _dumps({"ts": _ms(ts), **doc})
-                rec = Reading(d.device_id, ts, ts, **doc)
+                rec = Reading.of(d.device_id, ts, ts, **doc)
                 yield SimMessage(f"{d.kind}/{d.device_id}", payload, ts, "valid", d.device_id, rec)
             slot += step
 

@@ -17,13 +17,13 @@ import psycopg
 from psycopg import sql
 
 from domain.records import (
-    READING_COLUMNS,
     TELEMETRY_COLUMNS,
     DeadLetter,
     DeviceStatus,
     Reading,
     Telemetry,
 )
+from domain.sensors import READING_COLUMNS, READING_FIELDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +51,6 @@ class _Table:
 READINGS = _Table("readings", READING_COLUMNS, ("device_id", "ts"))
 TELEMETRY = _Table("telemetry", TELEMETRY_COLUMNS, ("drone_id", "ts"))
 # dataclasses.astuple deep-copies every field: far slower than the COPY it feeds.
-_reading_row = attrgetter(*READING_COLUMNS)
 _telemetry_row = attrgetter(*TELEMETRY_COLUMNS)
 
 
@@ -90,7 +89,7 @@ def _staged_insert(conn: psycopg.Connection, table: _Table, rows: Sequence[tuple
 
 def insert_readings(conn: psycopg.Connection, readings: Sequence[Reading]) -> WriteResult:
     """Store readings idempotently inside the caller's transaction (the caller commits)."""
-    return _staged_insert(conn, READINGS, [_reading_row(r) for r in readings])
+    return _staged_insert(conn, READINGS, [r.row() for r in readings])
 
 
 def insert_telemetry(conn: psycopg.Connection, points: Sequence[Telemetry]) -> WriteResult:
@@ -105,7 +104,7 @@ def copy_readings(conn: psycopg.Connection, readings: Iterable[Reading]) -> int:
     with conn.cursor() as cur, cur.copy(sql.SQL("COPY readings ({}) FROM STDIN").format(
             _idents(READING_COLUMNS))) as copy:
         for r in readings:
-            copy.write_row(_reading_row(r))
+            copy.write_row(r.row())
             n += 1
     return n
 
@@ -175,8 +174,11 @@ def reading_summary(conn: psycopg.Connection, device_prefix: str = "") -> Readin
 def readings_for(conn: psycopg.Connection, device_id: str) -> list[Reading]:
     """Every stored reading of one device in event-time order."""
     cols = _idents(READING_COLUMNS)
-    return [Reading(*r) for r in conn.execute(sql.SQL(
-        "SELECT {} FROM readings WHERE device_id = %s ORDER BY ts").format(cols), (device_id,))]
+    return [Reading(r[0], r[1], r[2],
+                    {k: v for k, v in zip(READING_FIELDS, r[3:], strict=True) if v is not None})
+            for r in conn.execute(sql.SQL(
+                "SELECT {} FROM readings WHERE device_id = %s ORDER BY ts").format(cols),
+                (device_id,))]
 
 
 def count_rows(conn: psycopg.Connection, table: str) -> int:

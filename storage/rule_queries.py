@@ -17,31 +17,15 @@ from datetime import datetime, timedelta
 import psycopg
 from psycopg import sql
 
-from storage import timescale
+from domain.sensors import READING_FIELDS as SENSOR_READING_FIELDS
+from storage import timescale, windows
 
 # Reading columns rules may read, with their SQL types (identifiers are checked against it).
-READING_FIELDS = {
-    "fume_mg_m3": "double precision", "fan_on": "boolean", "purifier_on": "boolean",
-    "pm10_ug_m3": "double precision", "pm25_ug_m3": "double precision",
-    "tsp_ug_m3": "double precision", "noise_dba": "double precision",
-    "wind_ms": "double precision",
-}
-AGGREGATES = {"mean": "avg", "max": "max", "min": "min", "count": "count"}
+READING_FIELDS = {name: "double precision" if f.type == "number" else "boolean"
+                  for name, f in SENSOR_READING_FIELDS.items()}
+AGGREGATES = tuple(windows.AGGREGATE_SQL)
 OPERATORS = {">": ">", ">=": ">=", "<": "<", "<=": "<="}
-BUCKET_ORIGIN = "2000-01-01T00:00:00+00:00"
-
-# (width, metric, aggregate) -> (view, column) of the readings_* windows (migration 0004).
-_VIEWS = {
-    (timedelta(minutes=10), "fume_mg_m3", "mean"): ("readings_10min", "fume_mean"),
-    (timedelta(minutes=10), "fume_mg_m3", "max"): ("readings_10min", "fume_max"),
-    (timedelta(minutes=10), "pm10_ug_m3", "mean"): ("readings_10min", "pm10_mean"),
-    (timedelta(minutes=15), "fume_mg_m3", "mean"): ("readings_15min", "fume_mean"),
-    (timedelta(minutes=15), "pm10_ug_m3", "mean"): ("readings_15min", "pm10_mean"),
-    (timedelta(minutes=15), "pm25_ug_m3", "mean"): ("readings_15min", "pm25_mean"),
-    (timedelta(hours=1), "fume_mg_m3", "mean"): ("readings_hourly", "fume_mean"),
-    (timedelta(hours=1), "pm10_ug_m3", "mean"): ("readings_hourly", "pm10_mean"),
-    (timedelta(hours=1), "pm25_ug_m3", "mean"): ("readings_hourly", "pm25_mean"),
-}
+BUCKET_ORIGIN = windows.BUCKET_ORIGIN
 
 
 def _field(name: str) -> sql.Identifier:
@@ -70,32 +54,33 @@ def exceeding_windows(conn: psycopg.Connection, *, device_kind: str, metric: str
     limit (`value`, plus the subject's `offset_prop` when given), with at least
     `min_samples` readings, ordered by device and time. With `closed_by`, only windows that
     end by then (a window still filling is not judged yet)."""
-    agg = AGGREGATES[aggregate]
+    if aggregate not in AGGREGATES:
+        raise ValueError(f"unknown aggregate {aggregate!r}; expected one of {AGGREGATES}")
     limit = sql.SQL("{v}::double precision + coalesce((s.props ->> {p})::double precision, 0)").format(
         v=sql.Literal(value), p=sql.Literal(offset_prop)) if offset_prop else \
         sql.SQL("{v}::double precision").format(v=sql.Literal(value))
-    view = _VIEWS.get((width, metric, aggregate))
+    view = windows.view_column(width, metric, aggregate)
     if view and timescale.installed(conn):
-        windows = sql.SQL(
+        source = sql.SQL(
             "SELECT device_id, bucket, {col} AS value, n FROM {view} "
             "WHERE bucket >= %(start)s AND bucket < %(end)s").format(
                 col=sql.Identifier(view[1]), view=sql.Identifier(view[0]))
     else:
-        windows = sql.SQL(
+        source = sql.SQL(
             "SELECT device_id, date_bin(%(width)s, ts, %(origin)s::timestamptz) AS bucket, "
-            "{agg}({metric})::double precision AS value, count({metric}) AS n FROM readings "
+            "({agg})::double precision AS value, count({metric}) AS n FROM readings "
             "WHERE ts >= %(start)s AND ts < %(end)s AND {metric} IS NOT NULL "
             "AND device_id IN (SELECT device_id FROM devices WHERE kind = %(kind)s) "
             "GROUP BY 1, 2").format(
-                agg=sql.SQL(agg), metric=_field(metric))
+                agg=windows.aggregate(aggregate, metric), metric=_field(metric))
     query = sql.SQL(
         "SELECT w.device_id, d.subject_id, w.bucket, w.value, w.n, {limit} AS lim "
-        "FROM ({windows}) w JOIN devices d ON d.device_id = w.device_id AND d.kind = %(kind)s "
+        "FROM ({source}) w JOIN devices d ON d.device_id = w.device_id AND d.kind = %(kind)s "
         "JOIN subjects s ON s.subject_id = d.subject_id "
         "WHERE w.n >= %(min_n)s AND w.value {op} {limit} "
         "AND (%(closed)s::timestamptz IS NULL OR w.bucket + %(width)s <= %(closed)s) "
         "ORDER BY 1, 3").format(
-            limit=limit, windows=windows, op=sql.SQL(OPERATORS[op]))
+            limit=limit, source=source, op=sql.SQL(OPERATORS[op]))
     rows = conn.execute(query, {"width": width, "origin": BUCKET_ORIGIN, "start": start,
                                 "end": end, "kind": device_kind, "min_n": min_samples,
                                 "closed": closed_by}).fetchall()

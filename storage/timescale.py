@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from domain.sensors import WINDOW_VIEWS
+from storage import windows
 from storage.config import TimescaleConfig
 
 
@@ -33,21 +35,8 @@ HYPERTABLES = (
     Hypertable("detections", "frame_ts", "source_id", "retain_frames"),
 )
 
-# name -> bucket width; columns match the plain views of migration 0004.
-AGGREGATES = {"readings_10min": "10 minutes", "readings_15min": "15 minutes",
-              "readings_hourly": "1 hour"}
-
-_AGGREGATE_SQL = """
-CREATE MATERIALIZED VIEW {name}
-WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
-SELECT device_id,
-       time_bucket(INTERVAL {width}, ts) AS bucket,
-       avg(fume_mg_m3) AS fume_mean, max(fume_mg_m3) AS fume_max,
-       avg(pm10_ug_m3) AS pm10_mean, avg(pm25_ug_m3) AS pm25_mean,
-       count(*) AS n
-FROM readings GROUP BY device_id, bucket
-WITH NO DATA
-"""
+# name -> bucket width: the window views of storage/windows.py, as continuous aggregates.
+AGGREGATES = WINDOW_VIEWS
 
 
 def available(conn: psycopg.Connection) -> bool:
@@ -80,10 +69,12 @@ def apply(conn: psycopg.Connection, config: TimescaleConfig) -> list[str]:
     """Turn the time-series tables into hypertables with policies; return what was done."""
     done: list[str] = []
     conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-    # The plain views of migration 0004 stand where the continuous aggregates will be.
+    # Plain window views stand where the continuous aggregates will be; an aggregate built
+    # from other sensor declarations is rebuilt.
     for name in AGGREGATES:
-        if not _is_continuous_aggregate(conn, name):
-            conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(sql.Identifier(name)))
+        if (not _is_continuous_aggregate(conn, name)
+                or windows.current(conn, name) != windows.signature()):
+            windows.drop(conn, name)
     for h in HYPERTABLES:
         table = sql.Identifier(h.table)
         if not _is_hypertable(conn, h.table):
@@ -115,8 +106,11 @@ def apply(conn: psycopg.Connection, config: TimescaleConfig) -> list[str]:
             conn.commit()
             conn.autocommit = True
             try:
-                conn.execute(sql.SQL(_AGGREGATE_SQL).format(
-                    name=sql.Identifier(name), width=sql.Literal(width)))
+                conn.execute(sql.SQL(
+                    "CREATE MATERIALIZED VIEW {name} WITH (timescaledb.continuous, "
+                    "timescaledb.materialized_only = false) AS {select} WITH NO DATA").format(
+                        name=sql.Identifier(name), select=windows.select(width, timescale=True)))
+                windows.comment(conn, name)
             finally:
                 conn.autocommit = False
             done.append(f"continuous aggregate {name}")

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal, Union
+from typing import ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rules.model import Duration, Episode, EvalContext, RuleBase
+from rules.model import Duration, Episode, EvalContext, Judges, RuleBase
 
 Spans = list[tuple[datetime, datetime]]
 
@@ -43,9 +43,13 @@ NotOf.model_rebuild()
 
 
 class CompositeRule(RuleBase):
+    judges: ClassVar[Judges] = "rules"
     kind: Literal["composite"] = Field("composite", title="Rule kind")
     condition: Condition = Field(title="all / any / not of rule ids")
     min_overlap: Duration = Field(timedelta(0), title="Shortest combined span that is an episode")
+
+    def references(self) -> list[tuple[str, str]]:
+        return referenced(self.condition)
 
 
 def referenced(cond: Condition, path: str = "condition") -> list[tuple[str, str]]:

@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from rules.model import Duration, Episode, EvalContext, FrameRef, RuleBase
+from rules.model import Duration, Episode, EvalContext, FrameRef, Judges, RuleBase, RuleCheck
 from storage import rule_queries
 from storage.rule_queries import FrameDetections
 
@@ -27,6 +27,7 @@ Hit = tuple[str, FrameRef]  # (subject id, the frame with its best matching dete
 
 
 class DetectionRule(RuleBase):
+    judges: ClassVar[Judges] = "frames"
     kind: Literal["detection"] = Field("detection", title="Rule kind")
     source_kinds: list[Literal["cone", "drone", "batch"]] = Field(
         title="Frame sources", min_length=1)
@@ -46,6 +47,14 @@ class DetectionRule(RuleBase):
     continuous: bool = Field(False, title="A frame of the same source without a hit ends the episode")
     hours: Literal["always", "business", "permit"] | list[str] = Field(
         "always", title="When hits count")
+
+    def problems(self, check: RuleCheck) -> list[tuple[str, str]]:
+        out = super().problems(check)
+        if check.classes is not None:
+            out += [(f"{name}[{j}]", f"unknown detection class {cls!r}")
+                    for name in ("classes", "absent")
+                    for j, cls in enumerate(getattr(self, name)) if cls not in check.classes]
+        return out
 
 
 def subject_for(rule: DetectionRule, ctx: EvalContext, frame: FrameDetections,

@@ -9,17 +9,18 @@ episode up to that end; later evaluations extend it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from rules.model import Duration, Episode, EvalContext, RuleBase
+from rules.model import Duration, Episode, EvalContext, Judges, RuleBase, SensorKindName
 from storage import rule_queries
 
 
 class SilenceRule(RuleBase):
+    judges: ClassVar[Judges] = "availability"
     kind: Literal["silence"] = Field("silence", title="Rule kind")
-    device_kind: Literal["fume", "dust"] = Field(title="Kind of device watched")
+    device_kind: SensorKindName = Field(title="Kind of device watched")
     longer_than: Duration = Field(title="Silence (inside the hours) longer than this is an episode")
     hours: Literal["always", "business", "permit"] | list[str] = Field(
         "always", title="Hours in which silence counts")

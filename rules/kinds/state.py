@@ -9,23 +9,40 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from rules.model import Duration, Episode, EvalContext, RuleBase
+from domain.sensors import SENSOR_KINDS
+from rules.model import (
+    Duration,
+    Episode,
+    EvalContext,
+    Judges,
+    RuleBase,
+    RuleCheck,
+    SensorKindName,
+)
 from storage import rule_queries
 
 
 class StateRule(RuleBase):
+    judges: ClassVar[Judges] = "measurements"
     kind: Literal["state"] = Field("state", title="Rule kind")
-    device_kind: Literal["fume", "dust"] = Field(title="Kind of device whose readings are judged")
+    device_kind: SensorKindName = Field(title="Kind of device whose readings are judged")
     when: dict[str, bool] = Field(title="Flag values that make up the state",
                                   description="e.g. {fan_on: true, purifier_on: false}")
     for_at_least: Duration = Field(title="Shortest run that is an episode")
     max_gap: Duration = Field(timedelta(minutes=3), title="Longest gap between readings of a run")
     hours: Literal["always", "business", "permit"] | list[str] = Field(
         "always", title="When the state counts")
+
+    def problems(self, check: RuleCheck) -> list[tuple[str, str]]:
+        out = super().problems(check)
+        flags = [f.name for f in SENSOR_KINDS[self.device_kind].fields if f.type == "boolean"]
+        out += [(f"when.{name}", f"{self.device_kind} readings have no flag {name!r}; "
+                                 f"they have {flags}") for name in self.when if name not in flags]
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,11 +10,22 @@ breaks a run of consecutive windows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rules.model import Duration, Episode, EvalContext, Limit, RuleBase, resolve_limit
+from domain.sensors import SENSOR_KINDS
+from rules.model import (
+    Duration,
+    Episode,
+    EvalContext,
+    Judges,
+    Limit,
+    RuleBase,
+    RuleCheck,
+    SensorKindName,
+    resolve_limit,
+)
 from rules.timeutil import local_day
 from storage import rule_queries
 
@@ -26,10 +37,13 @@ class PerDay(BaseModel):
 
 
 class ThresholdRule(RuleBase):
+    judges: ClassVar[Judges] = "measurements"
     kind: Literal["threshold"] = Field("threshold", title="Rule kind")
-    device_kind: Literal["fume", "dust"] = Field(title="Kind of device whose readings are judged")
+    device_kind: SensorKindName = Field(title="Kind of device whose readings are judged")
     metric: str = Field(title="Reading field", description="e.g. fume_mg_m3, pm10_ug_m3")
-    aggregate: Literal["mean", "max", "min", "count"] = Field("mean", title="Window aggregate")
+    aggregate: Literal["mean", "max", "min", "count", "leq"] = Field(
+        "mean", title="Window aggregate",
+        description="leq: equivalent continuous sound level, the energy mean of dB values.")
     window: Duration = Field(title="Window width (event time)")
     op: Literal[">", ">=", "<", "<="] = Field(">", title="Comparison with the limit")
     value: Limit = Field(title="Limit", description="A number, or one per profile "
@@ -47,6 +61,14 @@ class ThresholdRule(RuleBase):
 
     def limits(self) -> dict[str, Limit]:
         return {"value": self.value}
+
+    def problems(self, check: RuleCheck) -> list[tuple[str, str]]:
+        out = super().problems(check)
+        fields = [f.name for f in SENSOR_KINDS[self.device_kind].fields]
+        if self.metric not in fields:
+            out.append(("metric", f"{self.device_kind} readings have no field "
+                                  f"{self.metric!r}; they have {fields}"))
+        return out
 
 
 @dataclass(frozen=True, slots=True)

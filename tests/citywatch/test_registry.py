@@ -26,7 +26,7 @@ def test_demo_registry_has_gongshu_subjects_and_certified_devices():
     by_kind = {}
     for d in reg.devices:
         by_kind[d.kind] = by_kind.get(d.kind, 0) + 1
-    assert by_kind == {"fume": 1589, "dust": 60, "cone_camera": 80, "drone": 20}
+    assert by_kind == {"fume": 1589, "dust": 60, "noise": 60, "cone_camera": 80, "drone": 20}
     for s in reg.subjects:
         c = shape(s.geometry).centroid
         assert 30.25 < c.y < 30.39 and 120.09 < c.x < 120.21, s.subject_id

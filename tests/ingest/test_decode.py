@@ -5,13 +5,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from domain.sensors import SENSOR_KINDS
 from ingest import envelope
 from ingest.config import IngestConfig
 from ingest.decode import (
     Address,
     Message,
-    decode_dust,
-    decode_fume,
+    decode_reading,
     decode_status,
     decode_telemetry,
     parse_topic,
@@ -26,6 +26,14 @@ FUME = {"ts": TS, "fume_mg_m3": 0.8, "fan_on": True, "purifier_on": True}
 DUST = {"ts": TS, "pm10_ug_m3": 80.5, "pm25_ug_m3": 41.0}
 TELE = {"ts": TS, "lat": 30.32, "lon": 120.15, "alt_m": 100, "heading_deg": 90,
         "battery_pct": 80, "mode": "AUTO", "armed": True}
+def decode_fume(m, cfg):
+    return decode_reading(SENSOR_KINDS["fume"], m, cfg)
+
+
+def decode_dust(m, cfg):
+    return decode_reading(SENSOR_KINDS["dust"], m, cfg)
+
+
 DECODERS = {"fume": decode_fume, "dust": decode_dust, "telemetry": decode_telemetry}
 
 
@@ -144,7 +152,7 @@ def test_bad_payloads_are_rejected_with_their_reason(kind, payload, reason):
 
 
 def test_limits_come_from_configuration():
-    strict = IngestConfig(max_fume_mg_m3=1.0, max_future_s=0, retention_days=1)
+    strict = IngestConfig(plausible_max={"fume_mg_m3": 1.0}, max_future_s=0, retention_days=1)
     with pytest.raises(Rejected, match="out_of_range"):
         decode_fume(msg("fume", FUME | {"fume_mg_m3": 1.5}), strict)
     with pytest.raises(Rejected, match="too_old"):

@@ -13,7 +13,7 @@ RX = T0 + timedelta(seconds=2)
 
 
 def fume(device="FM-00001", minute=0, value=0.5, rx=RX):
-    return Reading(device, T0 + timedelta(minutes=minute), rx, fume_mg_m3=value, fan_on=True,
+    return Reading.of(device, T0 + timedelta(minutes=minute), rx, fume_mg_m3=value, fan_on=True,
                    purifier_on=True)
 
 

@@ -5,8 +5,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from domain.sensors import SENSOR_KINDS
 from ingest.config import IngestConfig
-from ingest.decode import Address, Message, decode_dust, decode_fume, parse_topic
+from ingest.decode import Address, Message, decode_reading, parse_topic
 from ingest.errors import REASONS, Rejected
 from simulators.scenario import BAD_KINDS, RULE_IDS, ScenarioError, in_hours, load
 
@@ -60,9 +61,9 @@ def test_expected_cases_name_known_rules_at_injection_start(demo):
 def _decode(m):
     topic = "p/" + m.topic_suffix
     address = parse_topic("p", topic)
-    decoder = decode_fume if address.kind == "fume" else decode_dust
     received = m.at + timedelta(seconds=1)
-    return decoder(Message(topic, m.payload, received, address), IngestConfig())
+    return decode_reading(SENSOR_KINDS[address.kind], Message(topic, m.payload, received, address),
+                          IngestConfig())
 
 
 def test_payload_rejections_match_expected_outcomes(demo_messages):
@@ -130,7 +131,7 @@ def test_business_hours(hours, hhmm, inside):
 
 def test_violations_file_has_one_of_each_sensor_rule():
     sc = load("violations", day=DAY)
-    sensor_rules = {r for r in RULE_IDS if r.startswith(("fume.", "dust."))}
+    sensor_rules = {r for r in RULE_IDS if r.startswith(("fume.", "dust.", "noise."))}
     assert {c.rule_id for c in sc.expected_cases} == sensor_rules
 
 
@@ -138,7 +139,7 @@ def test_violations_file_has_one_of_each_sensor_rule():
     ("name: x\nfleet: {merchants: 2}\nviolations: [{subject: M-00009, kind: silent, "
      "start: '10:00', minutes: 5}]\n", "not in the fleet"),
     ("name: x\nviolations: [{subject: M-00001, kind: pm10_level, value: 1, start: '10:00', "
-     "minutes: 5}]\n", "does not fit"),
+     "minutes: 5}]\n", "needs a dust monitor at M-00001"),
     ("name: x\nviolations: [{subject: M-00001, kind: fume_level, start: '10:00', "
      "minutes: 5}]\n", "value: required"),
     ("name: x\nviolations: [{subject: M-00001, kind: silent, start: '10:00', minutes: 5, "

@@ -28,7 +28,7 @@ def fume_series(device: str, start: datetime, minutes: int, value, *, fan=True, 
         v = value(i) if callable(value) else value
         f = fan(i) if callable(fan) else fan
         p = purifier(i) if callable(purifier) else purifier
-        out.append(Reading(device, ts, ts + timedelta(seconds=1), fume_mg_m3=v, fan_on=f,
+        out.append(Reading.of(device, ts, ts + timedelta(seconds=1), fume_mg_m3=v, fan_on=f,
                            purifier_on=p))
     return out
 
@@ -38,7 +38,8 @@ def dust_series(device: str, start: datetime, minutes: int, value) -> list[Readi
     for i in range(minutes):
         ts = start + timedelta(minutes=i)
         v = value(i) if callable(value) else value
-        out.append(Reading(device, ts, ts + timedelta(seconds=1), pm10_ug_m3=v, pm25_ug_m3=v / 2))
+        out.append(Reading.of(device, ts, ts + timedelta(seconds=1), pm10_ug_m3=v,
+                              pm25_ug_m3=v / 2))
     return out
 
 

@@ -215,7 +215,7 @@ def test_one_engine_at_a_time(config, db):
 
 def test_rules_check_cli(capsys):
     assert cli(["rules", "check"]) == 0
-    assert "15 rules OK" in capsys.readouterr().out
+    assert "18 rules OK" in capsys.readouterr().out
 
 
 def test_inspection_groups_open_cases_of_a_subject(config, db):

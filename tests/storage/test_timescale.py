@@ -27,7 +27,7 @@ def _insert_minutes(conn, device_id: str, values: list[float]) -> None:
 
 def _windows(conn, view: str) -> list[tuple]:
     return conn.execute(
-        f"SELECT bucket, round(fume_mean::numeric, 6), n FROM {view} "
+        f"SELECT bucket, round(fume_mg_m3_mean::numeric, 6), n FROM {view} "
         "WHERE device_id = 'FM-00001' ORDER BY bucket").fetchall()
 
 
