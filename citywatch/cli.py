@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 
@@ -30,15 +29,6 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
-
-
-def load_config(args: argparse.Namespace) -> config_mod.AppConfig:
-    return config_mod.load(args.config)
-
-
-def emit(data, as_json: bool, text: str) -> None:
-    """Print `data` as JSON for machines or `text` for people."""
-    print(json.dumps(data, ensure_ascii=False, indent=2, default=str) if as_json else text)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@ import argparse
 
 from citywatch import app
 from citywatch import config as config_mod
-from citywatch.cli import emit, load_config
+from citywatch.console import emit, load_config
 from domain.registry import RegistryError
 from domain.registry import load as load_registry
 from storage import migrate as migrations

@@ -7,7 +7,7 @@ import logging
 from dataclasses import asdict
 
 from citywatch import app
-from citywatch.cli import emit, load_config
+from citywatch.console import emit, load_config
 from citywatch.service import stop_on_signals
 from ingest.broker import ensure_broker
 from ingest.collector import Collector

@@ -8,7 +8,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from citywatch import app
-from citywatch.cli import emit, load_config
+from citywatch.console import emit, load_config
 from rules.credit import code_at, refresh
 from rules.engine import EngineBusy, evaluate, load_rules
 from rules.ruleset import RuleSetError

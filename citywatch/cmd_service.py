@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from citywatch import service
-from citywatch.cli import emit, load_config
+from citywatch.console import emit, load_config
 
 
 def register(sub) -> None:

@@ -1,4 +1,4 @@
-"""The long-running service (`citywatch run`) and the self-contained demo (`citywatch demo`).
+"""The long-running service (`citywatch run`); the demo (citywatch/demo.py) runs on it.
 
 Each stage is a thread over the same database: collectors (MQTT -> rows), detector
 workers (frames queue -> detections) and the rule engine (rows -> cases). Stages share

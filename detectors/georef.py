@@ -100,10 +100,3 @@ def pixels_to_wgs84(pose: Pose, width: int, height: int,
     ground = camera_for(pose, width, height).pixel_to_ground(points[:, 0], points[:, 1])
     here = LocalFrame(pose.lat, pose.lon)
     return [None if np.isnan(e) else here.to_wgs84(float(e), float(n)) for e, n in ground]
-
-
-def ground_footprint(pose: Pose, width: int, height: int) -> list[tuple[float, float] | None]:
-    """(lat, lon) of the image corners on the ground (top-left, top-right, bottom-right,
-    bottom-left); None for a corner above the horizon."""
-    return pixels_to_wgs84(pose, width, height,
-                           np.array([[0, 0], [width, 0], [width, height], [0, height]]))

@@ -1,4 +1,4 @@
-"""The frame envelope of ARCHITECTURE.md: 4-byte big-endian header length N, N bytes of
+"""The frame envelope of docs/architecture.md: 4-byte big-endian header length N, N bytes of
 UTF-8 JSON header, then the JPEG bytes.
 
 `decode` checks only the envelope (lengths, header JSON object); what the header must

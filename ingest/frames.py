@@ -24,6 +24,7 @@ from PIL.JpegImagePlugin import JpegImageFile
 from detectors.config import DetectorConfig
 from detectors.quality import measure
 from ingest import envelope
+from ingest.batch_types import Accepted, WriteOutcome
 from ingest.config import IngestConfig
 from ingest.decode import Message, number, text, timestamp
 from ingest.errors import Rejected
@@ -33,7 +34,6 @@ from storage.frames import Frame, Pose
 
 if TYPE_CHECKING:
     from citywatch.config import AppConfig
-    from ingest.routes import Accepted, WriteOutcome
 
 POSE_FIELDS = ("lat", "lon", "alt_m", "heading_deg", "gimbal_pitch_deg", "hfov_deg")
 SOURCE_OF_KIND = {"drone_frame": "drone", "cone_frame": "cone"}
@@ -119,8 +119,6 @@ def write_frames(conn, items: Sequence[Accepted]) -> WriteOutcome:
     file without a row, which the redelivered message completes. A frame already queued
     (same image, same event time) counts as a duplicate.
     """
-    from ingest.routes import WriteOutcome
-
     frames: list[FrameIn] = [a.record for a in items]
     for f in frames:
         EvidenceStore(f.evidence_dir).put(f.image)

@@ -19,29 +19,12 @@ import psycopg
 
 from domain.sensors import SENSOR_KINDS, SensorKind
 from ingest import decode, frames
+from ingest.batch_types import Accepted, WriteOutcome
 from ingest.errors import Rejected
 from storage import readings
 
 if TYPE_CHECKING:
     from citywatch.config import AppConfig
-
-
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    """A message that decoded into a record, waiting to be written."""
-
-    message: decode.Message
-    record: Any
-
-
-@dataclass(frozen=True, slots=True)
-class WriteOutcome:
-    """What a route's writer did with a batch: rows stored, exact repeats of stored rows,
-    and (index into the batch, why) for records it refused at write time."""
-
-    stored: int
-    duplicates: int = 0
-    refused: tuple[tuple[int, Rejected], ...] = ()
 
 
 Decoder = Callable[[decode.Message, "AppConfig"], Any]

@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class CreditPolicy(BaseModel):
-    """Red / yellow / green codes from confirmed violations (DOMAIN.md defaults)."""
+    """Red / yellow / green codes from confirmed violations (docs/domain.md defaults)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -49,7 +49,7 @@ class RulesConfig(BaseModel):
     suppress_uncertified: bool = Field(
         True, title="Open no case on readings of an uncertified device",
         description="Readings from a monitor whose certification or calibration had lapsed "
-        "at the event time cannot be evidence (DOMAIN.md: suppress), so a sensor episode of "
+        "at the event time cannot be evidence (docs/domain.md: suppress), so a sensor episode of "
         "such a device opens no case. False: the case opens and its evidence gate lists the "
         "lapse.")
     work_mem: str | None = Field(

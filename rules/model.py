@@ -181,14 +181,3 @@ def resolve_limit(value: Limit, profile: str) -> float:
             raise KeyError(f"no value for profile {profile!r} (has {sorted(value)})")
         return float(value[profile])
     return float(value)
-
-
-def merge_runs(points: list[tuple[datetime, datetime]], gap: timedelta) -> list[tuple[datetime, datetime]]:
-    """Join sorted [start, end) spans that touch or lie within `gap` of each other."""
-    out: list[tuple[datetime, datetime]] = []
-    for s, e in points:
-        if out and s - out[-1][1] <= gap:
-            out[-1] = (out[-1][0], max(out[-1][1], e))
-        else:
-            out.append((s, e))
-    return out

@@ -148,7 +148,7 @@ def street_pass(registry: Registry, street_id: str, *, stalls: int | Sequence[st
 
 
 def frame_topic(prefix: str, kind: str, device_id: str) -> str:
-    """`<prefix>/drone/<id>/frame` or `<prefix>/cone/<id>/frame` (ARCHITECTURE.md)."""
+    """`<prefix>/drone/<id>/frame` or `<prefix>/cone/<id>/frame` (docs/architecture.md)."""
     return f"{prefix.rstrip('/')}/{kind}/{device_id}/frame"
 
 
