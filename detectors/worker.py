@@ -29,12 +29,13 @@ from detectors.config import DetectorConfig
 from detectors.georef import GeorefError, pixels_to_wgs84
 from detectors.zones import NO_ZONE, ZoneIndex
 from domain.paths import PROJECT_ROOT
+from domain.records import Detection
 from storage import frames as frames_repo
 from storage import registry as registry_repo
 from storage.db import Database
 from storage.errors import StorageError
 from storage.evidence import EvidenceStore
-from storage.frames import ClaimedFrame, Detection, Frame
+from storage.frames import ClaimedFrame, Frame
 
 log = logging.getLogger(__name__)
 

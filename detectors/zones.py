@@ -1,6 +1,6 @@
 """Which registry subject a detection belongs to: merchant frontage, site, permit or none.
 
-Zones are held in local metres (citywatch.geo.LocalFrame) in a shapely STRtree, so
+Zones are held in local metres (domain.geo.LocalFrame) in a shapely STRtree, so
 matching a point is a tree query plus a distance, and a tolerance in metres means metres.
 Cone-camera detections need no geometry: they belong to the camera's permit.
 """
@@ -15,7 +15,7 @@ import shapely
 from shapely.geometry import Point, shape
 
 from detectors.config import ZoneConfig
-from domain.geo import GONGSHU, LocalFrame
+from domain.geo import LocalFrame
 from domain.records import Device, Subject
 
 ZONE_OF_KIND = {"merchant": "frontage", "site": "site", "permit": "permit"}
@@ -31,13 +31,23 @@ class ZoneMatch:
 NO_ZONE = ZoneMatch(None, "none", float("inf"))
 
 
+def _centre(subjects: list[Subject]) -> tuple[float, float]:
+    if not subjects:
+        return (0.0, 0.0)
+    west, south, east, north = shapely.total_bounds([shape(s.geometry) for s in subjects])
+    return ((south + north) / 2, (west + east) / 2)
+
+
 class ZoneIndex:
     """Registry zones for point matching, and cone cameras' permits."""
 
     def __init__(self, subjects: Iterable[Subject], devices: Iterable[Device],
-                 config: ZoneConfig, origin: tuple[float, float] = GONGSHU):
+                 config: ZoneConfig, origin: tuple[float, float] | None = None):
+        """`origin` (lat, lon) of the local metres; default the centre of the subjects'
+        extent, wherever the registry lies."""
+        subjects = list(subjects)
         self.config = config
-        self.frame = LocalFrame(*origin)
+        self.frame = LocalFrame(*(origin or _centre(subjects)))
         self._rank = {k: i for i, k in enumerate(config.priority)}
         ids, kinds, geoms = [], [], []
         for s in subjects:

@@ -109,6 +109,26 @@ TELEMETRY_COLUMNS = (
 
 
 @dataclass(frozen=True, slots=True)
+class Detection:
+    """One object a detector found in a frame, as stored and as rules read it: class,
+    confidence, box in pixels, where it is on the ground and whose zone it is in. (The
+    run-time detector's column-oriented result, detectors.base.Detections, becomes these
+    when stored.)"""
+
+    class_id: int
+    class_name: str
+    confidence: float
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    lat: float | None = None
+    lon: float | None = None
+    subject_id: str | None = None
+    zone_kind: str = "none"  # frontage | site | permit | none
+
+
+@dataclass(frozen=True, slots=True)
 class DeadLetter:
     """A message that could not be stored, kept byte for byte with the reason."""
 

@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from domain.records import Detection
 from storage.errors import StorageError
 
 
@@ -64,23 +65,6 @@ class ClaimedFrame:
     frame: Frame
     claimed_by: str
     attempts: int
-
-
-@dataclass(frozen=True, slots=True)
-class Detection:
-    """One object found in a frame, with where it is on the ground and whose zone it is in."""
-
-    class_id: int
-    class_name: str
-    confidence: float
-    x1: float
-    y1: float
-    x2: float
-    y2: float
-    lat: float | None = None
-    lon: float | None = None
-    subject_id: str | None = None
-    zone_kind: str = "none"  # frontage | site | permit | none
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,12 +11,13 @@ aggregates they are read directly, otherwise the same buckets are computed from
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 
 import psycopg
 from psycopg import sql
 
+from domain.records import Detection
 from domain.sensors import READING_FIELDS as SENSOR_READING_FIELDS
 from storage import timescale, windows
 
@@ -179,16 +180,19 @@ def reading_gaps(conn: psycopg.Connection, *, device_kind: str, longer_than: tim
     return [Gap(*r) for r in rows]
 
 
+_DETECTION_COLUMNS = tuple(f.name for f in fields(Detection))
+
+
 @dataclass(frozen=True, slots=True)
 class FrameDetections:
-    """A processed frame with its detections (class, confidence, subject, zone, lat, lon)."""
+    """A processed frame with its stored detections."""
 
     sha256: str
     ts: datetime
     source_kind: str
     source_id: str
     fit_as_evidence: bool | None
-    detections: tuple[tuple[str, float, str | None, str, float | None, float | None], ...]
+    detections: tuple[Detection, ...]
 
 
 def frames_with_detections(conn: psycopg.Connection, *, source_kinds: Sequence[str],
@@ -202,8 +206,7 @@ def frames_with_detections(conn: psycopg.Connection, *, source_kinds: Sequence[s
               "classes": list(classes or [])}
     if classes is None:
         query = """
-            SELECT f.sha256, f.ts, f.source_kind, f.source_id, f.fit_as_evidence,
-                   d.class_name, d.confidence, d.subject_id, d.zone_kind, d.lat, d.lon
+            SELECT f.sha256, f.ts, f.source_kind, f.source_id, f.fit_as_evidence, {det}
               FROM frames f LEFT JOIN detections d
                 ON d.frame_sha256 = f.sha256 AND d.frame_ts = f.ts
              WHERE f.ts >= %(start)s AND f.ts < %(end)s AND f.source_kind = ANY(%(kinds)s)
@@ -212,21 +215,21 @@ def frames_with_detections(conn: psycopg.Connection, *, source_kinds: Sequence[s
     else:
         query = """
             SELECT d.frame_sha256, d.frame_ts, d.source_kind, d.source_id, f.fit_as_evidence,
-                   d.class_name, d.confidence, d.subject_id, d.zone_kind, d.lat, d.lon
+                   {det}
               FROM detections d JOIN frames f ON f.sha256 = d.frame_sha256 AND f.ts = d.frame_ts
              WHERE d.frame_ts >= %(start)s AND d.frame_ts < %(end)s
                AND d.source_kind = ANY(%(kinds)s) AND d.class_name = ANY(%(classes)s)
              ORDER BY d.source_id, d.frame_ts, d.frame_sha256, d.det_index"""
-    out: list[FrameDetections] = []
-    for sha, ts, kind, source, fit, cls, conf, subject, zone, lat, lon in conn.execute(query, params):
-        if not out or (out[-1].sha256, out[-1].ts) != (sha, ts):
-            out.append(FrameDetections(sha, ts, kind, source, fit, ()))
-        if cls is not None:
-            last = out[-1]
-            out[-1] = FrameDetections(last.sha256, last.ts, last.source_kind, last.source_id,
-                                      last.fit_as_evidence,
-                                      last.detections + ((cls, conf, subject, zone, lat, lon),))
-    return out
+    query = query.format(det=", ".join(f"d.{c}" for c in _DETECTION_COLUMNS))
+    frames: list[tuple] = []
+    detections: list[list[Detection]] = []
+    for sha, ts, kind, source, fit, *det in conn.execute(query, params):
+        if not frames or frames[-1][:2] != (sha, ts):
+            frames.append((sha, ts, kind, source, fit))
+            detections.append([])
+        if det[0] is not None:
+            detections[-1].append(Detection(*det))
+    return [FrameDetections(*f, tuple(d)) for f, d in zip(frames, detections, strict=True)]
 
 
 def subject_frames(conn: psycopg.Connection, subject_id: str, start: datetime,

@@ -19,6 +19,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
+from domain.records import Detection
 from rules.model import Duration, Episode, EvalContext, FrameRef, Judges, RuleBase, RuleCheck
 from storage import rule_queries
 from storage.rule_queries import FrameDetections
@@ -73,18 +74,17 @@ def subject_for(rule: DetectionRule, ctx: EvalContext, frame: FrameDetections,
     return None
 
 
-def class_hit(rule: DetectionRule, frame: FrameDetections):
+def class_hit(rule: DetectionRule, frame: FrameDetections) -> Detection | None:
     """The best detection of the rule's classes in the frame (None: not a hit)."""
-    if any(cls in rule.absent and conf >= rule.min_confidence
-           for cls, conf, *_ in frame.detections):
+    if any(d.class_name in rule.absent and d.confidence >= rule.min_confidence
+           for d in frame.detections):
         return None
     best = None
-    for det in frame.detections:
-        cls, conf, _subject, zone = det[:4]
-        if cls in rule.classes and conf >= rule.min_confidence and (
-                rule.zone_kinds is None or zone in rule.zone_kinds):
-            if best is None or conf > best[1]:
-                best = det
+    for d in frame.detections:
+        if d.class_name in rule.classes and d.confidence >= rule.min_confidence and (
+                rule.zone_kinds is None or d.zone_kind in rule.zone_kinds):
+            if best is None or d.confidence > best.confidence:
+                best = d
     return best
 
 
@@ -135,14 +135,14 @@ def episodes_from_frames(rule: DetectionRule, ctx: EvalContext,
     return sorted(episodes, key=lambda e: e.key)
 
 
-def hit_of(rule: DetectionRule, ctx: EvalContext, frame: FrameDetections, det) -> Hit | None:
+def hit_of(rule: DetectionRule, ctx: EvalContext, frame: FrameDetections,
+           det: Detection) -> Hit | None:
     """The (subject, frame reference) of a matching detection, if it belongs to a subject."""
-    cls, conf, det_subject = det[0], det[1], det[2]
-    subject_id = subject_for(rule, ctx, frame, det_subject)
+    subject_id = subject_for(rule, ctx, frame, det.subject_id)
     if subject_id is None:
         return None
     return subject_id, FrameRef(frame.sha256, frame.ts, frame.source_id, frame.fit_as_evidence,
-                                cls, round(conf, 4))
+                                det.class_name, round(det.confidence, 4))
 
 
 @dataclass(frozen=True, slots=True)

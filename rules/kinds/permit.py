@@ -71,8 +71,8 @@ class PermitEvaluator:
         def frame_hit(frame: FrameDetections) -> Hit | None:
             best: Hit | None = None
             for det in frame.detections:
-                cls, conf, _subject, _zone, lat, lon = det
-                if cls not in self.rule.classes or conf < self.rule.min_confidence:
+                if (det.class_name not in self.rule.classes
+                        or det.confidence < self.rule.min_confidence):
                     continue
                 hit = hit_of(self.rule, ctx, frame, det)
                 if hit is None:
@@ -81,9 +81,10 @@ class PermitEvaluator:
                 if self.rule.check == "hours":
                     bad = outside_hours(permit_id, frame)
                 else:
-                    if lat is None or lon is None or at_camera(frame.source_id, lat, lon):
+                    if det.lat is None or det.lon is None or \
+                            at_camera(frame.source_id, det.lat, det.lon):
                         continue
-                    bad = outside_area(permit_id, lat, lon)
+                    bad = outside_area(permit_id, det.lat, det.lon)
                 if bad and (best is None or hit[1].confidence > best[1].confidence):
                     best = hit
             return best

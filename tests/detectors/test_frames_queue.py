@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from domain.records import Detection
 from storage import frames as repo
-from storage.frames import Detection, Frame, ModelInfo, Pose
+from storage.frames import Frame, ModelInfo, Pose
 
 T0 = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
 MODEL = ModelInfo("test-model", "v1", "ab" * 32)

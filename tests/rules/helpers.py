@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from domain.records import Reading
+from domain.records import Detection, Reading
 from storage import frames as frame_store
 from storage import readings as reading_store
-from storage.frames import Detection, Frame, ModelInfo
+from storage.frames import Frame, ModelInfo
 
 TZ = ZoneInfo("Asia/Shanghai")
 MODEL = ModelInfo("test", "1", "0" * 64)
