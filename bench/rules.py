@@ -109,10 +109,10 @@ def run(admin: str, regenerate: bool = False) -> dict:
                 windows = rule_queries.plain_window_scan(conn)
                 baseline = time.monotonic() - t0
             t0 = time.monotonic()
-            first = evaluate(cfg, db)
+            first = evaluate(cfg.rules, db)
             first_s = time.monotonic() - t0
             t0 = time.monotonic()
-            again = evaluate(cfg, db)
+            again = evaluate(cfg.rules, db)
             again_s = time.monotonic() - t0
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:

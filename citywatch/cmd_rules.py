@@ -85,7 +85,7 @@ def _time(text: str | None, tz: str) -> datetime | None:
 def rules_check(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     try:
-        rs = load_rules(cfg)
+        rs = load_rules(cfg.rules)
     except RuleSetError as exc:
         print("rule errors:", file=sys.stderr)
         for p in exc.problems:
@@ -103,7 +103,7 @@ def rules_run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     db = app.open_database(cfg)
     try:
-        result = evaluate(cfg, db, since=_time(args.since, cfg.rules.timezone),
+        result = evaluate(cfg.rules, db, since=_time(args.since, cfg.rules.timezone),
                           until=_time(args.until, cfg.rules.timezone))
     except RuleSetError as exc:
         print("rule errors:\n  " + "\n  ".join(exc.problems), file=sys.stderr)
@@ -177,7 +177,7 @@ def cases_show(args: argparse.Namespace) -> int:
 def cases_verify(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     with app.open_database(cfg) as db:
-        report = verify(cfg, db)
+        report = verify(cfg.evidence_dir, db)
     emit({"ok": report.ok, "cases": report.cases, "evidence": report.evidence,
           "audit_entries": report.audit_entries, "problems": report.problems}, args.json,
          (f"verified {report.cases} cases, {report.evidence} evidence items, "

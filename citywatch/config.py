@@ -121,4 +121,7 @@ def load(path: str | os.PathLike[str] | None = None, *, env: dict[str, str] | No
         config.mqtt.url = env["CITYWATCH_MQTT_URL"]
     if env.get("CITYWATCH_DATA_DIR"):
         config.data_dir = env["CITYWATCH_DATA_DIR"]
+    # Parts get their own section with paths they can use as they are.
+    config.rules.directory = str(config.resolve(config.rules.directory))
+    config.registry.directory = str(config.resolve(config.registry.directory))
     return config

@@ -120,8 +120,8 @@ def run_demo(config: AppConfig, seconds: float = 60.0) -> dict:
         t.join(30)
     try:
         until = datetime.fromisoformat(published["until"]) if "until" in published else None
-        result = evaluate(config, pipeline.db, until=until)
-        summary = demo_summary(config, pipeline.db)
+        result = evaluate(config.rules, pipeline.db, until=until)
+        summary = demo_summary(config.rules, pipeline.db)
         with pipeline.db.connection() as conn:
             stats = db_stats.collect(conn)
             frames = frame_store.status_counts(conn)

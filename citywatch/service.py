@@ -72,7 +72,7 @@ def start(config: AppConfig, stop: threading.Event, stages: tuple[str, ...] = ST
         if "rules" in stages and config.rules.enabled:
             from rules.engine import run_engine
 
-            t = threading.Thread(target=run_engine, args=(config, db, stop), name="rules",
+            t = threading.Thread(target=run_engine, args=(config.rules, db, stop), name="rules",
                                  daemon=True)
             t.start()
             pipeline.threads.append(t)

@@ -17,11 +17,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import psycopg
 
-from citywatch.config import AppConfig
+from rules.config import RulesConfig
 from rules.credit import refresh as refresh_credit
 from rules.evidence import attach_evidence
 from rules.model import Episode, EvalContext, RuleBase
@@ -70,13 +71,12 @@ class EvaluationResult:
                 "evaluate_s": round(self.evaluate_s, 3), "record_s": round(self.record_s, 3)}
 
 
-def load_rules(config: AppConfig) -> RuleSet:
+def load_rules(config: RulesConfig) -> RuleSet:
     """The configured rule set, checked and compiled (RuleSetError names file and path)."""
-    return load(config.resolve(config.rules.directory), config.rules.profile,
-                config.rules.classes)
+    return load(Path(config.directory), config.profile, config.classes)
 
 
-def evaluate(config: AppConfig, db: Database, *, since: datetime | None = None,
+def evaluate(config: RulesConfig, db: Database, *, since: datetime | None = None,
              until: datetime | None = None, ruleset: RuleSet | None = None,
              actor: str = ACTOR, live: bool = False) -> EvaluationResult:
     """Evaluate every enabled rule over [since, until) of event time and record the cases.
@@ -88,14 +88,14 @@ def evaluate(config: AppConfig, db: Database, *, since: datetime | None = None,
     Raises EngineBusy when another engine is evaluating.
     """
     rs = ruleset or load_rules(config)
-    tz = ZoneInfo(config.rules.timezone)
+    tz = ZoneInfo(config.timezone)
     with db.connection() as conn:
         conn.commit()
         if not rule_queries.try_advisory_lock(conn, ENGINE_LOCK):
             conn.rollback()
             raise EngineBusy("another rule engine is evaluating (advisory lock held)")
         try:
-            rule_queries.set_work_mem(conn, config.rules.work_mem)
+            rule_queries.set_work_mem(conn, config.work_mem)
             return _evaluate_locked(conn, config, rs, tz, since, until, actor, live)
         finally:
             conn.rollback()
@@ -104,7 +104,7 @@ def evaluate(config: AppConfig, db: Database, *, since: datetime | None = None,
             conn.commit()
 
 
-def _evaluate_locked(conn: psycopg.Connection, config: AppConfig, rs: RuleSet, tz: ZoneInfo,
+def _evaluate_locked(conn: psycopg.Connection, config: RulesConfig, rs: RuleSet, tz: ZoneInfo,
                      since: datetime | None, until: datetime | None,
                      actor: str, live: bool) -> EvaluationResult:
     first, last = rule_queries.data_span(conn)
@@ -143,18 +143,18 @@ def _evaluate_locked(conn: psycopg.Connection, config: AppConfig, rs: RuleSet, t
                             by_rule, tuple(case_ids), t1 - t0, time.monotonic() - t1, rule_s)
 
 
-def _suppressed(config: AppConfig, ctx: EvalContext, rule: RuleBase, ep: Episode) -> bool:
+def _suppressed(config: RulesConfig, ctx: EvalContext, rule: RuleBase, ep: Episode) -> bool:
     """A sensor episode whose own device was not certified / calibrated at the time."""
-    if not config.rules.suppress_uncertified or rule.judges != "measurements":
+    if not config.suppress_uncertified or rule.judges != "measurements":
         return False
     days = {local_day(ep.start, ctx.tz), local_day(ep.end, ctx.tz)}
     return any(d not in ctx.devices or ctx.devices[d].valid_at(day)
                for d in ep.devices for day in days)
 
 
-def _record(conn: psycopg.Connection, config: AppConfig, ctx: EvalContext,
+def _record(conn: psycopg.Connection, config: RulesConfig, ctx: EvalContext,
             emitted: Sequence[tuple[RuleBase, Episode]], actor: str):
-    margin = parse_duration(config.rules.fusion_margin)
+    margin = parse_duration(config.fusion_margin)
     outcomes = dict.fromkeys(("created", "extended", "revised", "unchanged"), 0)
     case_of: dict[tuple, int] = {}
     ordered = sorted(emitted, key=lambda re: re[1].key)
@@ -197,14 +197,14 @@ def _record(conn: psycopg.Connection, config: AppConfig, ctx: EvalContext,
     return outcomes, sorted(set(case_of.values())), fused
 
 
-def run_engine(config: AppConfig, db: Database, stop: threading.Event) -> None:
+def run_engine(config: RulesConfig, db: Database, stop: threading.Event) -> None:
     """Evaluate every `rules.interval_s` until `stop` is set (the engine of `citywatch run`).
 
     Each pass re-reads from the last watermark minus the allowed lateness, so data that
     arrives late is judged by its event time; credit codes are refreshed after each pass.
     Errors are logged and retried at the next interval: the engine never dies of one.
     """
-    lateness = parse_duration(config.rules.allowed_lateness)
+    lateness = parse_duration(config.allowed_lateness)
     ruleset = load_rules(config)
     while not stop.is_set():
         t0 = time.monotonic()
@@ -216,7 +216,7 @@ def run_engine(config: AppConfig, db: Database, stop: threading.Event) -> None:
             with db.connection() as conn:
                 if result.until is not None:
                     case_store.set_engine_watermark(conn, ENGINE_NAME, result.until)
-                refresh_credit(conn, config.rules.credit, actor=ACTOR)
+                refresh_credit(conn, config.credit, actor=ACTOR)
                 conn.commit()
             if result.created or result.extended or result.revised:
                 log.info("rules: %d episodes, %d new cases, %d extended, %d revised in %.2fs",
@@ -225,5 +225,5 @@ def run_engine(config: AppConfig, db: Database, stop: threading.Event) -> None:
         except EngineBusy as exc:
             log.info("rules: %s; waiting", exc)
         except Exception:
-            log.exception("rules: evaluation failed; retrying in %.0fs", config.rules.interval_s)
-        stop.wait(max(0.0, config.rules.interval_s - (time.monotonic() - t0)))
+            log.exception("rules: evaluation failed; retrying in %.0fs", config.interval_s)
+        stop.wait(max(0.0, config.interval_s - (time.monotonic() - t0)))

@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 
-from citywatch.config import AppConfig
+from rules.config import RulesConfig
 from rules.model import Episode, EvalContext, FrameRef, RuleBase
 from rules.timeutil import local_day
 from storage import audit, rule_queries
@@ -35,7 +35,7 @@ def series_ref(device_id: str, start: datetime, end: datetime) -> str:
     return f"{device_id}@{start.astimezone(UTC).isoformat()}/{end.astimezone(UTC).isoformat()}"
 
 
-def attach_evidence(conn: psycopg.Connection, config: AppConfig, ctx: EvalContext,
+def attach_evidence(conn: psycopg.Connection, config: RulesConfig, ctx: EvalContext,
                     case_id: int, rule: RuleBase, ep: Episode,
                     guests: list[tuple[RuleBase, Episode]], margin: timedelta,
                     actor: str) -> None:
@@ -65,11 +65,11 @@ def attach_evidence(conn: psycopg.Connection, config: AppConfig, ctx: EvalContex
     if recipe.frames:
         for sha, ts, source, fit, cls, conf in rule_queries.subject_frames(
                 conn, ep.subject_id, ep.start - margin, ep.end + margin,
-                config.rules.max_frames_per_case):
+                config.max_frames_per_case):
             frames.setdefault(sha, FrameRef(sha, ts, source, fit, cls, round(conf, 4)))
     chosen = sorted(frames.values(), key=lambda f: (f.fit_as_evidence is not True,
                                                      -f.confidence, f.ts, f.sha256))
-    chosen = chosen[:config.rules.max_frames_per_case]
+    chosen = chosen[:config.max_frames_per_case]
     for f in chosen:
         if f.ts is None:
             missing.append(f"frame {f.sha256[:12]}… has no timestamp")

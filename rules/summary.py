@@ -6,20 +6,20 @@ from collections import Counter
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from citywatch.config import AppConfig
+from rules.config import RulesConfig
 from rules.credit import refresh
 from storage import cases as case_store
 from storage import credit as credit_store
 from storage.db import Database
 
 
-def demo_summary(config: AppConfig, db: Database, *, as_of: datetime | None = None) -> dict:
+def demo_summary(config: RulesConfig, db: Database, *, as_of: datetime | None = None) -> dict:
     """Cases by rule and evidence state, open inspection tasks, and non-green credit codes
     (recomputed first), as one JSON-able dict. Cases fused into another are listed too,
     with `fused_into` naming the case that carries their evidence."""
-    tz = ZoneInfo(config.rules.timezone)  # officers read local time
+    tz = ZoneInfo(config.timezone)  # officers read local time
     with db.connection() as conn:
-        refresh(conn, config.rules.credit, as_of=as_of)
+        refresh(conn, config.credit, as_of=as_of)
         conn.commit()
         cases = case_store.list_cases(conn, include_fused=True)
         codes = credit_store.current(conn)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
-from citywatch.config import AppConfig
 from rules.evidence import series_snapshot
 from storage import audit
 from storage import cases as case_store
@@ -31,9 +31,9 @@ class VerifyReport:
         return not self.problems
 
 
-def verify(config: AppConfig, db: Database) -> VerifyReport:
+def verify(evidence_dir: Path, db: Database) -> VerifyReport:
     """Check every case's evidence and the audit chain; list what does not match."""
-    store = EvidenceStore(config.evidence_dir)
+    store = EvidenceStore(evidence_dir)
     problems: list[str] = []
     with db.connection() as conn:
         entries = audit.entries(conn)

@@ -23,7 +23,7 @@ DAY = "2026-11-20"
 
 def _one_case(config, db) -> int:
     store_readings(db, fume_series("FM-00001", local(DAY, "11:00"), 30, 3.0))
-    evaluate(config, db)
+    evaluate(config.rules, db)
     with db.connection() as conn:
         (case,) = case_store.list_cases(conn)
     return case.case_id
@@ -63,13 +63,13 @@ def test_verify_reports_altered_and_missing_evidence_files(config, db):
     shas = [store_frame(db, "drone", "UAV-01", local(DAY, hhmm),
                         [("street_stall", 0.9, "M-00001", "frontage")], store=store)
             for hhmm in ("11:10", "11:14")]
-    evaluate(config, db)
-    assert verify(config, db).ok
+    evaluate(config.rules, db)
+    assert verify(config.evidence_dir, db).ok
     altered = store.path(shas[0])
     altered.chmod(0o644)
     altered.write_bytes(b"a different picture")
     store.path(shas[1]).unlink()
-    problems = verify(config, db).problems
+    problems = verify(config.evidence_dir, db).problems
     assert len(problems) == 2
     assert "evidence file altered" in problems[0] and shas[0][:40] in problems[0]
     assert "evidence file missing" in problems[1] and shas[1][:40] in problems[1]
@@ -77,7 +77,7 @@ def test_verify_reports_altered_and_missing_evidence_files(config, db):
 
 def test_verify_detects_audit_and_series_tampering(config, db):
     _one_case(config, db)
-    assert verify(config, db).ok
+    assert verify(config.evidence_dir, db).ok
     with db.connection() as conn:
         # the trigger refuses changes to the audit log
         with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
@@ -93,7 +93,7 @@ def test_verify_detects_audit_and_series_tampering(config, db):
         conn.execute("UPDATE case_evidence SET content = jsonb_set(content, '{rows,0,1}', '0.1') "
                      "WHERE kind = 'series'")
         conn.commit()
-    problems = verify(config, db).problems
+    problems = verify(config.evidence_dir, db).problems
     assert any(p.startswith("audit #1 ") and "altered" in p for p in problems)
     assert any("snapshot does not match its hash" in p for p in problems)
     assert any("readings table no longer matches" in p for p in problems)
@@ -105,7 +105,7 @@ def test_deleted_audit_row_breaks_the_chain(config, db):
         conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only")
         conn.execute("DELETE FROM audit_log WHERE seq = 2")
         conn.commit()
-    assert any("removed or inserted" in p for p in verify(config, db).problems)
+    assert any("removed or inserted" in p for p in verify(config.evidence_dir, db).problems)
 
 
 def test_cli_verify_exit_codes(config, db, monkeypatch, tmp_path):
@@ -209,8 +209,8 @@ def test_one_engine_at_a_time(config, db):
     with psycopg.connect(config.database.url, autocommit=True) as other:
         other.execute("SELECT pg_advisory_lock(%s)", (ENGINE_LOCK,))
         with pytest.raises(EngineBusy):
-            evaluate(config, db)
-    assert evaluate(config, db).created == 1
+            evaluate(config.rules, db)
+    assert evaluate(config.rules, db).created == 1
 
 
 def test_rules_check_cli(capsys):
@@ -220,7 +220,7 @@ def test_rules_check_cli(capsys):
 
 def test_inspection_groups_open_cases_of_a_subject(config, db):
     store_readings(db, fume_series("FM-00001", local(DAY, "11:00"), 30, 3.0, purifier=False))
-    evaluate(config, db)
+    evaluate(config.rules, db)
     with db.connection() as conn:
         (task,) = case_store.inspection_tasks(conn)
         trends = case_store.trends(conn, "Asia/Shanghai")
@@ -241,7 +241,7 @@ def test_case_changed_behind_the_audit_log(config, db, column, value):
     with db.connection() as conn:
         conn.execute(f"UPDATE cases SET {column} = {value} WHERE case_id = %s", (case_id,))
         conn.commit()
-    problems = verify(config, db).problems
+    problems = verify(config.evidence_dir, db).problems
     assert len(problems) == 1 and f"case {case_id}: {column} is" in problems[0]
 
 

@@ -28,7 +28,7 @@ def test_hour_by_hour_equals_the_batch(config, db):
     while hour < sc.end:
         nxt = hour + timedelta(hours=1)
         store_readings(db, [r for r in readings if hour <= r.ts < nxt])
-        evaluate(config, db, since=hour - lateness, until=nxt, live=True)
+        evaluate(config.rules, db, since=hour - lateness, until=nxt, live=True)
         hour = nxt
     with db.connection() as conn:
         live = [tuple(k[:3]) for k in case_store.case_keys(conn)]
@@ -36,16 +36,16 @@ def test_hour_by_hour_equals_the_batch(config, db):
     assert [e for e in expected if not any(_matches(e, g) for g in live)] == []
     assert [g for g in live if not any(_matches(e, g) for e in expected)] == []
     # the batch over the whole day afterwards opens nothing and moves nothing
-    batch = evaluate(config, db)
+    batch = evaluate(config.rules, db)
     assert (batch.created, batch.revised) == (0, 0)
-    assert verify(config, db).problems == []
+    assert verify(config.evidence_dir, db).problems == []
 
 
 def test_run_engine_finds_cases_and_stops(config, db):
     config.rules.interval_s = 0.2
     store_readings(db, fume_series("FM-00001", local(str(DAY), "11:00"), 40, 3.0))
     stop = threading.Event()
-    engine = threading.Thread(target=run_engine, args=(config, db, stop), daemon=True)
+    engine = threading.Thread(target=run_engine, args=(config.rules, db, stop), daemon=True)
     engine.start()
     found = []
     for _ in range(300):

@@ -28,7 +28,7 @@ def _matches(expected, got) -> bool:
 def test_scenario_yields_exactly_the_expected_cases(config, db, name):
     sc = scenarios.load(name, day=DAY)
     store_readings(db, list(sc.readings()))
-    first = evaluate(config, db)
+    first = evaluate(config.rules, db)
     with db.connection() as conn:
         got = [tuple(k[:3]) for k in case_store.case_keys(conn)]
     expected = list(sc.expected_cases)
@@ -37,9 +37,9 @@ def test_scenario_yields_exactly_the_expected_cases(config, db, name):
     assert (unmatched, extra) == ([], [])
     assert first.created == len(got)
     # the same data again, and again as a live engine would see it: nothing new
-    again = evaluate(config, db)
-    live = evaluate(config, db, since=sc.local("12:00"))
+    again = evaluate(config.rules, db)
+    live = evaluate(config.rules, db, since=sc.local("12:00"))
     assert (again.created, again.revised, live.created, live.revised) == (0, 0, 0, 0)
     with db.connection() as conn:
         assert [tuple(k[:3]) for k in case_store.case_keys(conn)] == got
-    assert verify(config, db).problems == []
+    assert verify(config.evidence_dir, db).problems == []

@@ -35,7 +35,7 @@ def test_purifier_off_while_fan_runs(config, db, start, off_minutes, expected):
     t0 = local(DAY, start)
     store_readings(db, fume_series("FM-00001", t0, off_minutes, 0.5, purifier=False)
                    + fume_series("FM-00001", t0 + timedelta(minutes=off_minutes), 5, 0.5))
-    evaluate(config, db)
+    evaluate(config.rules, db)
     assert _keys(db, "fume.purifier_off") == expected
 
 
@@ -43,14 +43,14 @@ def test_one_good_reading_breaks_the_run(config, db):
     # purifier back on for one reading at minute 6: two runs of 6 and 8 minutes, both short
     store_readings(db, fume_series("FM-00001", local(DAY, "12:00"), 15, 0.5,
                                    purifier=lambda i: i == 6))
-    evaluate(config, db)
+    evaluate(config.rules, db)
     assert _keys(db, "fume.purifier_off") == []
 
 
 def test_fan_off_is_not_a_violation(config, db):
     store_readings(db, fume_series("FM-00001", local(DAY, "12:00"), 30, 0.5, fan=False,
                                    purifier=False))
-    evaluate(config, db)
+    evaluate(config.rules, db)
     assert _keys(db, "fume.purifier_off") == []
 
 
@@ -73,15 +73,15 @@ def test_device_silent_in_business_hours(config, db, gap_from, gap_to, expected)
     readings = [r for r in fume_series("FM-00001", t0, int((end - t0).total_seconds() // 60), 0.3)
                 if not lo <= r.ts < hi]
     store_readings(db, readings)
-    evaluate(config, db)
+    evaluate(config.rules, db)
     assert _keys(db, "fume.device_silent") == expected
 
 
 def test_silence_still_going_extends_its_case(config, db):
     store_readings(db, fume_series("FM-00001", local(DAY, "10:00"), 60, 0.3)
                    + fume_series("FM-00002", local(DAY, "10:00"), 6 * 60, 0.3))
-    evaluate(config, db, until=local(DAY, "13:30"))
+    evaluate(config.rules, db, until=local(DAY, "13:30"))
     assert _keys(db, "fume.device_silent") == [("M-00001", "20 11:00", "20 13:30")]
-    result = evaluate(config, db, since=local(DAY, "13:00"), until=local(DAY, "16:00"))
+    result = evaluate(config.rules, db, since=local(DAY, "13:00"), until=local(DAY, "16:00"))
     assert result.created == 0
     assert _keys(db, "fume.device_silent") == [("M-00001", "20 11:00", "20 14:00")]

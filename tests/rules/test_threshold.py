@@ -38,7 +38,7 @@ def _keys(db, rule_id):
 ])
 def test_fume_exceedance_windows(config, db, start, minutes, value, expected):
     store_readings(db, fume_series("FM-00001", local(DAY, start), minutes, value))
-    evaluate(config, db)
+    evaluate(config.rules, db)
     assert _keys(db, "fume.exceedance") == expected
 
 
@@ -46,7 +46,7 @@ def test_gap_breaks_consecutive_windows(config, db):
     # 11:00-11:20 above, nothing 11:20-11:30, 11:30-11:40 above: no three in a row
     store_readings(db, fume_series("FM-00001", local(DAY, "11:00"), 20, 3.0)
                    + fume_series("FM-00001", local(DAY, "11:30"), 10, 3.0))
-    evaluate(config, db)
+    evaluate(config.rules, db)
     assert _keys(db, "fume.exceedance") == []
 
 
@@ -56,34 +56,34 @@ def test_thin_window_is_not_judged(config, db):
     thin = [r for r in readings if not (local(DAY, "11:10") <= r.ts < local(DAY, "11:20"))
             or r.ts.minute % 10 < 4]
     store_readings(db, thin)
-    evaluate(config, db)
+    evaluate(config.rules, db)
     assert _keys(db, "fume.exceedance") == []
 
 
 def test_strict_profile_uses_one_mg(config, db):
     store_readings(db, fume_series("FM-00001", local(DAY, "11:00"), 30, 1.5))
-    evaluate(config, db)
+    evaluate(config.rules, db)
     assert _keys(db, "fume.exceedance") == []
     config.rules.profile = "strict"
-    evaluate(config, db)
+    evaluate(config.rules, db)
     assert _keys(db, "fume.exceedance") == [("M-00001", "11:00", "11:30")]
 
 
 def test_late_data_extends_the_same_case(config, db):
     store_readings(db, fume_series("FM-00001", local(DAY, "11:00"), 30, 3.0))
-    evaluate(config, db)
+    evaluate(config.rules, db)
     # readings for 11:30-11:50 arrive late; the episode is the same one, now longer
     store_readings(db, fume_series("FM-00001", local(DAY, "11:30"), 20, 3.0))
-    result = evaluate(config, db, since=local(DAY, "11:30"))
+    result = evaluate(config.rules, db, since=local(DAY, "11:30"))
     assert result.created == 0 and result.extended == 1
     assert _keys(db, "fume.exceedance") == [("M-00001", "11:00", "11:50")]
 
 
 def test_late_data_earlier_than_the_case_revises_its_start(config, db):
     store_readings(db, fume_series("FM-00001", local(DAY, "11:10"), 30, 3.0))
-    evaluate(config, db)
+    evaluate(config.rules, db)
     store_readings(db, fume_series("FM-00001", local(DAY, "11:00"), 10, 3.0))
-    result = evaluate(config, db)
+    result = evaluate(config.rules, db)
     assert result.revised == 1 and result.created == 0
     assert _keys(db, "fume.exceedance") == [("M-00001", "11:00", "11:40")]
 
@@ -96,7 +96,7 @@ def test_late_data_earlier_than_the_case_revises_its_start(config, db):
 ])
 def test_dust_hourly_thresholds(config, db, hourly, expected_rules):
     store_readings(db, dust_series("DM-001", local(DAY, "09:00"), 60, hourly))
-    evaluate(config, db)
+    evaluate(config.rules, db)
     with db.connection() as conn:
         got = {r for r, *_ in case_store.case_keys(conn) if r.startswith("dust.pm10_hourly")}
     assert got == expected_rules
@@ -113,5 +113,5 @@ def test_dust_exceedances_per_day(config, db, bursts, expected):
     readings = [r if not any(h <= r.ts < h + (r.ts - r.ts).__class__(minutes=15) for h in high)
                 else dust_series("DM-001", r.ts, 1, 145.0)[0] for r in readings]
     store_readings(db, readings)
-    evaluate(config, db)
+    evaluate(config.rules, db)
     assert _keys(db, "dust.exceedances_15min") == expected

@@ -35,7 +35,7 @@ def _frames(db, kind, source, start, minutes_list, dets, **kw):
 ])
 def test_street_vending(config, db, minutes, conf, zone, expected):
     _frames(db, "drone", "UAV-01", "10:00", minutes, [("street_stall", conf, "M-00001", zone)])
-    evaluate(config, db)
+    evaluate(config.rules, db)
     assert _keys(db, "drone.street_vending") == expected
 
 
@@ -50,7 +50,7 @@ def test_street_vending(config, db, minutes, conf, zone, expected):
 def test_fallen_cone_not_restored(config, db, fallen_minutes, upright_minutes, expected):
     _frames(db, "cone", "CC-001-1", "10:00", fallen_minutes, [("cone_fallen", 0.9, "P-001", "permit")])
     _frames(db, "cone", "CC-001-1", "10:00", upright_minutes, [("cone_upright", 0.9, "P-001", "permit")])
-    evaluate(config, db)
+    evaluate(config.rules, db)
     assert _keys(db, "cone.fallen_not_restored") == expected
 
 
@@ -63,7 +63,7 @@ def test_fallen_cone_not_restored(config, db, fallen_minutes, upright_minutes, e
 def test_work_outside_permitted_hours(config, db, start, expected):
     _frames(db, "cone", "CC-001-1", start, [0, 5, 10, 15, 20],
             [("excavator", 0.9, "P-001", "permit"), ("fence", 0.9, "P-001", "permit")])
-    evaluate(config, db)
+    evaluate(config.rules, db)
     assert _keys(db, "cone.outside_hours") == expected
     assert _keys(db, "cone.fence_missing") == []
 
@@ -76,7 +76,7 @@ def test_work_outside_permitted_area_and_without_fence(config, db):
     _frames(db, "cone", "CC-001-1", "10:00", [0, 3, 6], [inside])
     _frames(db, "cone", "CC-001-1", "11:00", [0, 3, 6], [at_camera])
     _frames(db, "cone", "CC-001-2", "12:00", [0, 3, 6], [outside])
-    evaluate(config, db)
+    evaluate(config.rules, db)
     assert _keys(db, "cone.outside_area") == [("cone.outside_area", "P-001", "12:00", "12:06")]
     # no fence seen in any of these frames: work without an enclosure, all three times
     assert [k[2] for k in _keys(db, "cone.fence_missing")] == ["10:00", "11:00", "12:00"]
@@ -86,7 +86,7 @@ def test_fused_case_and_evidence_gate(config, db):
     # fume exceedance at M-00001 11:00-11:30 and a drone sees a stall in its frontage
     store_readings(db, fume_series("FM-00001", local(DAY, "11:00"), 30, 3.0))
     _frames(db, "drone", "UAV-01", "11:10", [0, 4], [("street_stall", 0.9, "M-00001", "frontage")])
-    result = evaluate(config, db)
+    result = evaluate(config.rules, db)
     assert result.fused == 1
     with db.connection() as conn:
         shown = case_store.list_cases(conn)
@@ -96,7 +96,7 @@ def test_fused_case_and_evidence_gate(config, db):
     assert len(detail.fused) == 1
     # the frames are stand-ins without files; everything else checks out
     from rules.verify import verify
-    assert all("evidence file missing" in p for p in verify(config, db).problems)
+    assert all("evidence file missing" in p for p in verify(config.evidence_dir, db).problems)
 
 
 @pytest.mark.parametrize("fit, drone, expected_missing", [
@@ -107,7 +107,7 @@ def test_fused_case_and_evidence_gate(config, db):
 def test_visual_case_gate(config, db, fit, drone, expected_missing):
     _frames(db, "drone", drone, "10:00", [0, 5], [("street_stall", 0.9, "M-00001", "frontage")],
             fit=fit)
-    evaluate(config, db)
+    evaluate(config.rules, db)
     with db.connection() as conn:
         (case,) = case_store.list_cases(conn)
     assert (case.evidence_state, case.evidence_missing) == (
@@ -118,7 +118,7 @@ def test_uncertified_monitor_case_lists_the_lapse_when_not_suppressed(config, db
     # FM-00013's calibration lapsed in March 2026
     config.rules.suppress_uncertified = False
     store_readings(db, fume_series("FM-00013", local(DAY, "12:00"), 30, 3.0))
-    evaluate(config, db)
+    evaluate(config.rules, db)
     with db.connection() as conn:
         (case,) = case_store.list_cases(conn)
     assert case.evidence_state == "incomplete"
@@ -127,7 +127,7 @@ def test_uncertified_monitor_case_lists_the_lapse_when_not_suppressed(config, db
 
 def test_uncertified_monitor_opens_no_case_by_default(config, db):
     store_readings(db, fume_series("FM-00013", local(DAY, "12:00"), 30, 3.0))
-    result = evaluate(config, db)
+    result = evaluate(config.rules, db)
     assert (result.created, result.suppressed) == (0, 1)
 
 
@@ -154,7 +154,7 @@ def test_composite_rules(config, db, tmp_path):
     # above the limit 11:00-12:00; purifier off 11:30-12:00 only
     store_readings(db, fume_series("FM-00001", local(DAY, "11:00"), 60, 3.0,
                                    purifier=lambda i: i < 30))
-    evaluate(config, db)
+    evaluate(config.rules, db)
     assert _keys(db, "fume.exceedance_purifier_off") == [
         ("fume.exceedance_purifier_off", "M-00001", "11:30", "11:59")]
     assert _keys(db, "fume.exceedance_purifier_on") == [
@@ -167,12 +167,12 @@ def test_demo_summary_lists_fused_cases_and_credit(config, db):
 
     store_readings(db, fume_series("FM-00001", local(DAY, "11:00"), 30, 3.0))
     _frames(db, "drone", "UAV-01", "11:10", [0, 4], [("street_stall", 0.9, "M-00001", "frontage")])
-    evaluate(config, db)
+    evaluate(config.rules, db)
     with db.connection() as conn:
         host = case_store.list_cases(conn)[0].case_id
         for status in ("under_review", "confirmed"):
             case_store.transition(conn, host, status, "officer-7", "series and frames agree")
-    summary = demo_summary(config, db)
+    summary = demo_summary(config.rules, db)
     assert sorted((c["rule_id"], c["fused_into"]) for c in summary["cases"]) == [
         ("drone.street_vending", host), ("fume.exceedance", None)]
     assert summary["credit"] == {"M-00001": "yellow"}
@@ -184,7 +184,7 @@ def test_dust_warning_and_drone_case_fuse_into_the_dust_case(config, db):
 
     store_readings(db, dust_series("DM-001", local(DAY, "09:00"), 120, 240.0))
     _frames(db, "drone", "UAV-18", "09:30", [0, 3], [("bare_soil", 0.9, "S-001", "site")])
-    result = evaluate(config, db)
+    result = evaluate(config.rules, db)
     with db.connection() as conn:
         shown = [c.rule_id for c in case_store.list_cases(conn)]
         every = case_store.list_cases(conn, include_fused=True)
