@@ -1,7 +1,9 @@
 """The registry of rule kinds: `kind` name -> (pydantic model, compile function).
 
-Adding a kind is one module with a model (a `kind: Literal[...]` field) and a
-`compile_rule(model) -> Evaluator`, plus one line here.
+Adding a kind is one module with a model (a `kind: Literal[...]` field, the `judges`
+class attribute, any checks of its own in `problems()`) and a
+`compile_rule(model) -> Evaluator`, plus one line here; the engine and the rule set ask
+the kind, they keep no lists of kinds.
 """
 
 from __future__ import annotations
