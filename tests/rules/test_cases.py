@@ -87,9 +87,11 @@ def test_verify_detects_audit_and_series_tampering(config, db):
         conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only")
         conn.execute("UPDATE audit_log SET data = jsonb_set(data, '{rule_version}', '9') "
                      "WHERE seq = 1")
-        # and a reading under a snapshot changes
+        # and a reading under a snapshot changes (evidence rows refuse changes too: a
+        # superuser's session can bypass every trigger)
         conn.execute("UPDATE readings SET fume_mg_m3 = 1.0 WHERE device_id = 'FM-00001' "
                      "AND ts = %s", (local(DAY, "11:05"),))
+        conn.execute("SET session_replication_role = replica")
         conn.execute("UPDATE case_evidence SET content = jsonb_set(content, '{rows,0,1}', '0.1') "
                      "WHERE kind = 'series'")
         conn.commit()
