@@ -34,6 +34,23 @@ class RegistryConfig(BaseModel):
     )
 
 
+class MonitorConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    port: int | None = Field(
+        None, ge=0, le=65535,
+        title="Port of /metrics and /healthz",
+        description="HTTP port of the Prometheus metrics and the health check of `citywatch "
+        "run` and `citywatch collect`. Empty: not served. 0: any free port.",
+    )
+    host: str = Field("127.0.0.1", title="Address the metrics endpoint listens on")
+    ack_stall_s: float = Field(
+        60.0, gt=0, title="Acknowledgement stall that makes a collector unhealthy (s)",
+        description="/healthz answers 503 when messages wait unacknowledged and no "
+        "acknowledgement went out for this long.",
+    )
+
+
 class AppConfig(BaseModel):
     """Everything citywatch reads from configs/citywatch.yaml."""
 
@@ -51,6 +68,7 @@ class AppConfig(BaseModel):
     registry: RegistryConfig = Field(default_factory=RegistryConfig, title="Registry")
     detectors: DetectorConfig = Field(default_factory=DetectorConfig, title="Detectors")
     rules: RulesConfig = Field(default_factory=RulesConfig, title="Rule engine")
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig, title="Metrics and health")
 
     def resolve(self, path: str | os.PathLike[str]) -> Path:
         """A configured path, absolute as given or relative to the project root."""
