@@ -27,6 +27,8 @@ def register(sub) -> None:
                         "that collector's client id")
     a.add_argument("--rotate", action="store_true",
                    help="new passwords for every account, not only the new ones")
+    a.add_argument("--prune", action="store_true",
+                   help="remove accounts that are neither a registered device nor a --collector")
     a.add_argument("--json", action="store_true", help="the new passwords as JSON")
     a.set_defaults(func=credentials)
     a = bsub.add_parser("acl", help="write the ACL: each device publishes on its own topics "
@@ -50,6 +52,15 @@ def credentials(args: argparse.Namespace) -> int:
     except IngestError as exc:
         raise SystemExit(str(exc)) from None
     hashes = {} if args.rotate else brokerauth.read_password_file(out)
+    names = {a.username for a in wanted}
+    others = sorted(set(hashes) - names)
+    if others and args.prune:
+        for user in others:
+            del hashes[user]
+        print(f"removed {len(others)} accounts: {', '.join(others)}", file=sys.stderr)
+    elif others:
+        print(f"{len(others)} accounts are neither registered devices nor named collectors "
+              f"(--prune removes them): {', '.join(others[:20])}", file=sys.stderr)
     new = []
     for account in wanted:
         if account.username not in hashes:

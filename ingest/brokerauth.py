@@ -145,14 +145,20 @@ class PrivateAccounts:
     @classmethod
     def ensure(cls, path: Path, devices: Iterable[str], collectors: Iterable[str],
                publisher: str) -> PrivateAccounts:
-        """Load the account file, adding an account for every name not in it yet."""
+        """Load the account file, adding an account for every name not in it yet and
+        removing those of devices no longer registered."""
         known: dict[str, Account] = {}
         if path.exists():
             for user, d in json.loads(path.read_text(encoding="utf-8")).items():
                 known[user] = Account(user, d["role"], d["password"])
+        devices = list(devices)
+        registered = set(devices)
+        gone = [u for u, a in known.items() if a.role == "device" and u not in registered]
+        for user in gone:
+            del known[user]
         wanted = [(d, "device") for d in devices] + [(c, "collector") for c in collectors] \
             + [(publisher, "publisher")]
-        added = False
+        added = bool(gone)
         for user, role in wanted:
             check_username(user)
             if user not in known or known[user].role != role:

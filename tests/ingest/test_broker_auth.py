@@ -137,6 +137,16 @@ def test_stolen_collector_client_id_cannot_take_the_session(secured, db):
     assert stats.connects == 1 and stats.connected
 
 
+def test_private_accounts_follow_the_registry(tmp_path):
+    path = tmp_path / "accounts.json"
+    first = brokerauth.PrivateAccounts.ensure(path, ["FM-1", "FM-2"], ["coll"], "pub")
+    again = brokerauth.PrivateAccounts.ensure(path, ["FM-2", "FM-3"], ["coll"], "pub")
+    assert set(again.accounts) == {"FM-2", "FM-3", "coll", "pub"}  # FM-1 decommissioned
+    assert again.accounts["FM-2"].password == first.accounts["FM-2"].password
+    with pytest.raises(Exception, match="cannot be a broker username"):
+        brokerauth.PrivateAccounts.ensure(path, ["FM/#"], ["coll"], "pub")
+
+
 def test_accounts_are_generated_once_and_kept_private(config, tmp_path):
     config.mqtt.url = None
     with ensure_broker(config) as first:
@@ -189,6 +199,10 @@ def test_cli_generates_password_file_and_acl(tmp_path, capsys):
                 "--collector", "collector-a"]) == 0
     assert json.loads(capsys.readouterr().out) == []
     assert brokerauth.read_password_file(passwd) == hashes
+    # a collector left out is kept unless pruned
+    assert cli(["-c", str(cfg_file), "broker", "credentials", "--collector", "collector-a",
+                "--prune"]) == 0
+    assert set(brokerauth.read_password_file(passwd)) == set(hashes) - {"collector-b"}
     assert cli(["-c", str(cfg_file), "broker", "acl", "--collector", "collector-a"]) == 0
     acl = (tmp_path / "data" / "broker" / "acl").read_text()
     assert "pattern write citywatch/v1/fume/%u" in acl
