@@ -95,7 +95,8 @@ class Database:
             name=name,
             open=False,
             check=ConnectionPool.check_connection,
-            kwargs=kwargs or {"autocommit": False, "application_name": name},
+            # without settings of its own, a pool still gets the default timeouts
+            kwargs=kwargs or connection_kwargs(DatabaseConfig(), name),
         )
 
     @classmethod

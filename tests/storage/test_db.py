@@ -32,3 +32,9 @@ def test_statement_timeout_can_be_switched_off(config, tmp_path):
     config.database.statement_timeout_s = 0
     with Database.from_config(config.database, tmp_path) as db, db.connection() as conn:
         assert conn.execute("SHOW statement_timeout").fetchone()[0] == "0"
+
+
+def test_a_pool_without_settings_gets_the_defaults(database_url):
+    with Database(database_url) as db, db.connection() as conn:
+        assert conn.execute("SHOW statement_timeout").fetchone()[0] == "5min"
+        assert conn.info.get_parameters()["keepalives"] == "1"
