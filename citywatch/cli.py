@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "citywatch.cmd_core",
     "citywatch.cmd_service",
     "citywatch.cmd_ingest",
+    "citywatch.cmd_broker",
     "citywatch.cmd_detect",
     "citywatch.cmd_model",
     "citywatch.cmd_rules",

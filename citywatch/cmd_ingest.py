@@ -8,7 +8,9 @@ from dataclasses import asdict
 
 from citywatch import app
 from citywatch.console import emit, load_config
+from citywatch.monitor import Monitor
 from citywatch.service import stop_on_signals
+from ingest import mqtturl
 from ingest.broker import ensure_broker
 from ingest.collector import Collector
 from ingest.errors import IngestError
@@ -69,14 +71,21 @@ def collect(args: argparse.Namespace) -> int:
     broker = ensure_broker(cfg)
     cfg = broker.apply(cfg)
     db = app.open_database(cfg)
+    monitor = Monitor()
     try:
-        collector = Collector(cfg, db, client_id=args.client_id).start()
-        log.info("collecting %s from %s", collector.subscription, cfg.mqtt.url)
+        collector = Collector(cfg, db, client_id=args.client_id,
+                              metrics=monitor.collector).start()
+        log.info("collecting %s from %s", collector.subscription, mqtturl.redact(cfg.mqtt.url))
+        if cfg.monitor.port is not None:
+            monitor.add_check("collector", lambda: monitor.collector.health(
+                cfg.monitor.ack_stall_s))
+            monitor.serve(cfg.monitor.host, cfg.monitor.port)
         stop.wait(args.seconds)
         stats = collector.stop()
     except IngestError as exc:
         raise SystemExit(str(exc)) from None
     finally:
+        monitor.close()
         db.close()
         broker.close()
     emit(asdict(stats), args.json,

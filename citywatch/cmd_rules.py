@@ -13,6 +13,7 @@ from rules.credit import code_at, refresh
 from rules.engine import EngineBusy, evaluate, load_rules
 from rules.ruleset import RuleSetError
 from rules.verify import verify
+from storage import audit
 from storage import cases as case_store
 from storage import credit as credit_store
 
@@ -43,9 +44,16 @@ def register(sub) -> None:
     a.add_argument("case_id", type=int)
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cases_show)
-    a = csub.add_parser("verify", help="recompute every evidence hash and the audit chain")
+    a = csub.add_parser("verify", help="recompute every evidence hash and the audit chain, "
+                        "rebuild each case from the log, check the anchored chain heads")
+    a.add_argument("--checkpoint", action="append", default=[], metavar="SEQ:HASH",
+                   help="a chain head kept from `cases checkpoint` (repeatable)")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cases_verify)
+    a = csub.add_parser("checkpoint", help="print the audit chain's head (SEQ:HASH) to keep "
+                        "outside the system and check later with `cases verify --checkpoint`")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cases_checkpoint)
     a = csub.add_parser("transition", help="move a case along its workflow")
     a.add_argument("case_id", type=int)
     a.add_argument("status", choices=case_store.STATUSES)
@@ -176,15 +184,34 @@ def cases_show(args: argparse.Namespace) -> int:
 
 def cases_verify(args: argparse.Namespace) -> int:
     cfg = load_config(args)
+    try:
+        checkpoints = [audit.parse_checkpoint(c) for c in args.checkpoint]
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     with app.open_database(cfg) as db:
-        report = verify(cfg.evidence_dir, db)
+        report = verify(cfg.data_path, db, checkpoints)
+    for w in report.warnings:
+        print(f"warning: {w}", file=sys.stderr)
     emit({"ok": report.ok, "cases": report.cases, "evidence": report.evidence,
-          "audit_entries": report.audit_entries, "problems": report.problems}, args.json,
+          "audit_entries": report.audit_entries, "anchored_heads": report.anchored,
+          "problems": report.problems, "warnings": report.warnings}, args.json,
          (f"verified {report.cases} cases, {report.evidence} evidence items, "
-          f"{report.audit_entries} audit entries: ")
+          f"{report.audit_entries} audit entries, {report.anchored} anchored heads: ")
          + ("all match" if report.ok else f"{len(report.problems)} problems\n  "
             + "\n  ".join(report.problems)))
     return 0 if report.ok else 1
+
+
+def cases_checkpoint(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    with app.open_database(cfg) as db, db.connection() as conn:
+        point = audit.head(conn)
+    if point is None:
+        print("the audit log is empty: nothing to keep yet", file=sys.stderr)
+        return 1
+    emit({"seq": point.seq, "hash": point.hash, "at": point.at, "checkpoint": str(point)},
+         args.json, str(point))
+    return 0
 
 
 def cases_transition(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from domain.paths import PROJECT_ROOT
 from ingest.config import IngestConfig, MqttConfig
 from rules.config import RulesConfig
 from storage.config import DatabaseConfig
+from storage.evidence import evidence_folder
 
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "citywatch.yaml"
 
@@ -31,6 +32,23 @@ class RegistryConfig(BaseModel):
         title="Registry folder",
         description="GeoJSON files of areas, merchants, construction sites and road-works "
         "permits, each subject listing its devices with certification and calibration dates.",
+    )
+
+
+class MonitorConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    port: int | None = Field(
+        None, ge=0, le=65535,
+        title="Port of /metrics and /healthz",
+        description="HTTP port of the Prometheus metrics and the health check of `citywatch "
+        "run` and `citywatch collect`. Empty: not served. 0: any free port.",
+    )
+    host: str = Field("127.0.0.1", title="Address the metrics endpoint listens on")
+    ack_stall_s: float = Field(
+        60.0, gt=0, title="Acknowledgement stall that makes a collector unhealthy (s)",
+        description="/healthz answers 503 when messages wait unacknowledged and no "
+        "acknowledgement went out for this long.",
     )
 
 
@@ -51,6 +69,7 @@ class AppConfig(BaseModel):
     registry: RegistryConfig = Field(default_factory=RegistryConfig, title="Registry")
     detectors: DetectorConfig = Field(default_factory=DetectorConfig, title="Detectors")
     rules: RulesConfig = Field(default_factory=RulesConfig, title="Rule engine")
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig, title="Metrics and health")
 
     def resolve(self, path: str | os.PathLike[str]) -> Path:
         """A configured path, absolute as given or relative to the project root."""
@@ -63,7 +82,7 @@ class AppConfig(BaseModel):
 
     @property
     def evidence_dir(self) -> Path:
-        return self.data_path / "evidence"
+        return evidence_folder(self.data_path)
 
 
 class ConfigError(Exception):

@@ -45,8 +45,9 @@ def _fresh_embedded_database(data_dir: Path) -> str:
     return make_conninfo(admin, dbname=DEMO_DATABASE)
 
 
-def _publish_devices(config: AppConfig, errors: list[str]) -> dict:
-    """Publish the scenario, the drone pass and the cone frames; return what went out."""
+def _publish_devices(config: AppConfig, url: str, errors: list[str]) -> dict:
+    """Publish the scenario, the drone pass and the cone frames through the broker at `url`
+    (the private broker's publisher account); return what went out."""
     from simulators import scenario as scenarios
     from simulators.cone import cone_frames, publish_cone_frames
     from simulators.drone import publish_pass, street_pass
@@ -61,15 +62,15 @@ def _publish_devices(config: AppConfig, errors: list[str]) -> dict:
         # Frames are taken on the simulated day too, so one evaluation judges everything.
         flight = street_pass(registry, DEMO_STREET, stalls=4, start=sc.local(DRONE_AT),
                              max_frames=14, seed=7)
-        out["drone_frames"] = publish_pass(flight, config.mqtt.url, config.mqtt.topic_prefix)
+        out["drone_frames"] = publish_pass(flight, url, config.mqtt.topic_prefix)
         out["stalls_at"] = sorted(o.subject_id for o in flight.objects if o.subject_id)
         cones = 0
         for i, (permit, scenario_name, n) in enumerate(DEMO_CONES):
             frames = cone_frames(registry, permit, scenario=scenario_name, frames=n,
                                  start=sc.local(CONES_AT), interval_s=60, seed=i + 1)
-            cones += publish_cone_frames(frames, config.mqtt.url, config.mqtt.topic_prefix)
+            cones += publish_cone_frames(frames, url, config.mqtt.topic_prefix)
         out["cone_frames"] = cones
-        stats = publish(config.mqtt.url, config.mqtt.topic_prefix, sc.messages(),
+        stats = publish(url, config.mqtt.topic_prefix, sc.messages(),
                         client_id="citywatch-demo-fleet")
         out["sensor_messages"] = stats.published
         out["publish_s"] = round(stats.wall_s, 1)
@@ -100,8 +101,10 @@ def run_demo(config: AppConfig, seconds: float = 60.0) -> dict:
     config = pipeline.config
     errors: list[str] = []
     published: dict = {}
-    publisher = threading.Thread(target=lambda: published.update(_publish_devices(config, errors)),
-                                 name="demo-publisher", daemon=True)
+    publisher = threading.Thread(
+        target=lambda: published.update(
+            _publish_devices(config, pipeline.broker.publisher_url, errors)),
+        name="demo-publisher", daemon=True)
     publisher.start()
 
     def drained() -> bool:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 from citywatch import app
 from citywatch.config import AppConfig
+from citywatch.monitor import Monitor
+from ingest import mqtturl
 from ingest.broker import BrokerHandle, ensure_broker
 from ingest.collector import Collector
 from storage.db import Database
@@ -41,8 +43,10 @@ class Pipeline:
     db: Database
     broker: BrokerHandle
     stop: threading.Event
+    monitor: Monitor = field(default_factory=Monitor)
     collector: Collector | None = None
     threads: list[threading.Thread] = field(default_factory=list)
+    monitor_port: int | None = None
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop every stage: the collector commits and acknowledges what it holds first."""
@@ -51,6 +55,7 @@ class Pipeline:
             self.collector.stop(timeout)
         for t in self.threads:
             t.join(timeout)
+        self.monitor.close()
         self.db.close()
         self.broker.close()
 
@@ -62,20 +67,26 @@ def start(config: AppConfig, stop: threading.Event, stages: tuple[str, ...] = ST
     config = broker.apply(config)
     db = app.open_database(config)
     pipeline = Pipeline(config, db, broker, stop)
+    monitor = pipeline.monitor
     try:
         if "collect" in stages:
-            pipeline.collector = Collector(config, db).start()
+            pipeline.collector = Collector(config, db, metrics=monitor.collector).start()
+            monitor.add_check("collector", lambda: monitor.collector.health(
+                config.monitor.ack_stall_s))
         if "detect" in stages and config.detectors.enabled and config.detectors.workers > 0:
             from detectors.worker import start_workers
 
-            pipeline.threads += start_workers(config, db, stop)
+            pipeline.threads += start_workers(config, db, stop, metrics=monitor.workers)
+            monitor.watch_frames_queue(db)
         if "rules" in stages and config.rules.enabled:
             from rules.engine import run_engine
 
-            t = threading.Thread(target=run_engine, args=(config.rules, db, stop), name="rules",
-                                 daemon=True)
+            t = threading.Thread(target=run_engine, args=(config.rules, db, stop, monitor.engine),
+                                 name="rules", daemon=True)
             t.start()
             pipeline.threads.append(t)
+        if config.monitor.port is not None:
+            pipeline.monitor_port = monitor.serve(config.monitor.host, config.monitor.port)
     except BaseException:
         pipeline.close()
         raise
@@ -86,7 +97,8 @@ def run(config: AppConfig, stages: tuple[str, ...] = STAGES) -> int:
     """Run until SIGTERM / Ctrl-C, then shut down cleanly."""
     stop = stop_on_signals()
     pipeline = start(config, stop, stages)
-    log.info("citywatch running (%s); broker %s", ", ".join(stages), pipeline.config.mqtt.url)
+    log.info("citywatch running (%s); broker %s", ", ".join(stages),
+             mqtturl.redact(pipeline.config.mqtt.url))
     try:
         while not stop.wait(60):
             if pipeline.collector is not None:

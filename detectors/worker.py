@@ -27,6 +27,7 @@ from citywatch.config import AppConfig
 from detectors.base import Detections, Detector, create_detector
 from detectors.config import DetectorConfig
 from detectors.georef import GeorefError, pixels_to_wgs84
+from detectors.metrics import WorkerMetrics
 from detectors.zones import NO_ZONE, ZoneIndex
 from domain.paths import PROJECT_ROOT
 from domain.records import Detection
@@ -97,8 +98,10 @@ class Worker:
     """One detector worker (one thread); call `run(stop)` or `process_batch()`."""
 
     def __init__(self, db: Database, store: EvidenceStore, detector: Detector, zones: ZoneIndex,
-                 config: DetectorConfig, *, name: str | None = None):
+                 config: DetectorConfig, *, name: str | None = None,
+                 metrics: WorkerMetrics | None = None):
         self.db, self.store, self.detector, self.zones = db, store, detector, zones
+        self.metrics = metrics if metrics is not None else WorkerMetrics()
         self.config = config
         self.name = name or worker_id()
         self._next_recovery = 0.0
@@ -175,18 +178,24 @@ class Worker:
             on_batch: Callable[[BatchResult], None] | None = None) -> None:
         """Process batches until `stop` is set (or the queue is empty, with until_empty)."""
         while not stop.is_set():
+            t0 = time.monotonic()
             try:
                 result = self.process_batch()
             except (StorageError, psycopg.OperationalError) as exc:
+                self.metrics.batch_error()
                 log.error("%s: database error, retrying: %s", self.name, exc)
                 stop.wait(self.config.poll_interval_s * 10)
                 continue
             except Exception:
                 # Anything else is a bug; the worker logs it and lives on, and the frames it
                 # held come back to the queue when their claims go stale.
+                self.metrics.batch_error()
                 log.exception("%s: batch failed unexpectedly", self.name)
                 stop.wait(self.config.poll_interval_s * 10)
                 continue
+            if result.claimed:
+                self.metrics.batch_done(result.done, result.failed, result.lost,
+                                        time.monotonic() - t0)
             if on_batch is not None and result.claimed:
                 on_batch(result)
             if result.claimed == 0:
@@ -196,22 +205,24 @@ class Worker:
 
 
 def make_worker(config: AppConfig, db: Database, *, detector: Detector | None = None,
-                zones: ZoneIndex | None = None, name: str | None = None) -> Worker:
+                zones: ZoneIndex | None = None, name: str | None = None,
+                metrics: WorkerMetrics | None = None) -> Worker:
     """A worker wired from configuration: evidence store, detector, registry zones."""
     return Worker(db, EvidenceStore(config.evidence_dir),
                   detector or create_detector(config.detectors, project_root=PROJECT_ROOT),
-                  zones or load_zones(db, config), config.detectors, name=name)
+                  zones or load_zones(db, config), config.detectors, name=name, metrics=metrics)
 
 
 def start_workers(config: AppConfig, db: Database, stop: threading.Event, *,
-                  n: int | None = None) -> list[threading.Thread]:
+                  n: int | None = None,
+                  metrics: WorkerMetrics | None = None) -> list[threading.Thread]:
     """Start `n` worker threads (default detectors.workers), each with its own detector
     (ultralytics models are not shared across threads); return them, already running."""
     count = config.detectors.workers if n is None else n
     zones = load_zones(db, config)
     threads = []
     for i in range(count):
-        worker = make_worker(config, db, zones=zones)
+        worker = make_worker(config, db, zones=zones, metrics=metrics)
         t = threading.Thread(target=worker.run, args=(stop,), name=f"detector-{i + 1}",
                              daemon=True)
         t.start()

@@ -2,7 +2,11 @@
 
 With no URL configured, `ensure_broker` starts a private Mosquitto on a free loopback port
 (configuration and persistence under the data directory) when the `mosquitto` binary is
-installed, and otherwise an embedded amqtt broker in a thread. amqtt speaks MQTT 3.1.1
+installed, and otherwise an embedded amqtt broker in a thread. The private Mosquitto
+admits no anonymous client: every registered device, the collector and one simulator
+publisher get accounts (ingest/brokerauth.py), generated once under the data directory
+(`mosquitto/accounts.json`, mode 0600), and each device may publish on its own topics
+only. The embedded amqtt fallback has no ACLs: it is for machines without Mosquitto. amqtt speaks MQTT 3.1.1
 only and has no shared subscriptions, so `BrokerHandle.apply` adapts the configuration to
 what the broker can do.
 """
@@ -21,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ingest import brokerauth, mqtturl
+from ingest.brokerauth import PrivateAccounts
 from ingest.errors import IngestError
 
 if TYPE_CHECKING:
@@ -28,14 +34,32 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+PUBLISHER = "citywatch-simulator"  # the private broker's account for simulated devices
+
 
 @dataclass
 class BrokerHandle:
-    """A broker URL and how to release what was started for it."""
+    """A broker URL and how to release what was started for it.
 
-    url: str
+    `url` is the collector's (with its credentials on a private broker), `publisher_url`
+    the simulators'. Neither may be logged as is: use `mqtturl.redact`.
+    """
+
+    url: str = field(repr=False)
     kind: str  # external | mosquitto | amqtt
     _close: object = field(default=None, repr=False)
+    publisher_url: str = field(default="", repr=False)
+    accounts: PrivateAccounts | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.publisher_url = self.publisher_url or self.url
+
+    def account_url(self, username: str) -> str:
+        """The URL a device (or any account) of the private broker logs in with."""
+        if self.accounts is None:
+            return self.url
+        return mqtturl.with_credentials(self.url, username,
+                                        self.accounts.accounts[username].password)
 
     @property
     def mqtt5(self) -> bool:
@@ -78,11 +102,14 @@ def wait_listening(port: int, timeout: float) -> bool:
     return False
 
 
-def mosquitto_conf(port: int, state_dir: Path, max_queued: int, max_inflight: int) -> str:
-    """The private broker's configuration: loopback only, persistent, deep queues."""
+def mosquitto_conf(port: int, state_dir: Path, max_queued: int, max_inflight: int,
+                   auth: list[str] | None = None) -> str:
+    """The private broker's configuration: loopback only, persistent, deep queues, and the
+    accounts' password and ACL files (`auth`: ingest/brokerauth.py mosquitto_auth_conf).
+    Without `auth` anyone on loopback may connect (tests of other matters only)."""
     return "\n".join([
         f"listener {port} 127.0.0.1",
-        "allow_anonymous true",
+        *(auth or ["allow_anonymous true"]),
         # Started by root, mosquitto would switch to user "mosquitto", who cannot write here.
         *(["user root"] if os.geteuid() == 0 else []),
         "persistence true",
@@ -98,13 +125,21 @@ def mosquitto_conf(port: int, state_dir: Path, max_queued: int, max_inflight: in
 
 
 def start_mosquitto(data_dir: Path, *, port: int | None = None, max_queued: int = 1_000_000,
-                    max_inflight: int = 1000, binary: str = "mosquitto") -> BrokerHandle:
-    """Start a private Mosquitto; its state (sessions, queued messages) survives restarts."""
+                    max_inflight: int = 1000, binary: str = "mosquitto",
+                    accounts: PrivateAccounts | None = None, topic_prefix: str = "",
+                    collector: str | None = None) -> BrokerHandle:
+    """Start a private Mosquitto; its state (sessions, queued messages) survives restarts.
+
+    With `accounts`, only they may connect (the handle's URL logs in as `collector`, its
+    publisher URL as the publisher account); without, anyone on loopback may."""
     state = (data_dir / "mosquitto").resolve()
     state.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     conf = state / "mosquitto.conf"
-    conf.write_text(mosquitto_conf(port, state, max_queued, max_inflight), encoding="utf-8")
+    auth = None
+    if accounts is not None:
+        auth = brokerauth.mosquitto_auth_conf(*accounts.write_broker_files(state, topic_prefix))
+    conf.write_text(mosquitto_conf(port, state, max_queued, max_inflight, auth), encoding="utf-8")
     log_file = open(state / "mosquitto.log", "ab")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log_file, stderr=log_file)
     if not wait_listening(port, 10):
@@ -121,7 +156,15 @@ def start_mosquitto(data_dir: Path, *, port: int | None = None, max_queued: int 
             proc.wait()
         log_file.close()
 
-    handle = BrokerHandle(f"mqtt://127.0.0.1:{port}", "mosquitto", close)
+    url = f"mqtt://127.0.0.1:{port}"
+    handle = BrokerHandle(url, "mosquitto", close)
+    if accounts is not None:
+        (publisher,) = accounts.of_role("publisher")
+        collector = collector or accounts.of_role("collector")[0].username
+        handle = BrokerHandle(
+            mqtturl.with_credentials(url, collector, accounts.accounts[collector].password),
+            "mosquitto", close,
+            mqtturl.with_credentials(url, publisher.username, publisher.password), accounts)
     handle.process = proc  # type: ignore[attr-defined]  # tests kill it to simulate loss
     log.info("private mosquitto on port %d (state in %s)", port, state)
     return handle
@@ -187,6 +230,20 @@ def ensure_broker(config: AppConfig, data_dir: Path | None = None) -> BrokerHand
     binary = shutil.which("mosquitto", path=os.pathsep.join(
         [os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"]))
     if binary:
+        from domain.registry import load as load_registry
+
+        devices = load_registry(config.resolve(config.registry.directory)).devices
+        state = (data_dir / "mosquitto").resolve()
+        accounts = PrivateAccounts.ensure(state / "accounts.json",
+                                          [d.device_id for d in devices],
+                                          [config.mqtt.client_id], PUBLISHER)
+        if accounts.created:
+            # the one time they are mentioned: where they are, never what they are
+            log.warning("private broker accounts generated in %s (mode 0600): one per "
+                        "registered device, collector %s, publisher %s", accounts.path,
+                        config.mqtt.client_id, PUBLISHER)
         return start_mosquitto(data_dir, max_queued=config.mqtt.broker_max_queued,
-                               max_inflight=config.mqtt.receive_maximum, binary=binary)
+                               max_inflight=config.mqtt.receive_maximum, binary=binary,
+                               accounts=accounts, topic_prefix=config.mqtt.topic_prefix,
+                               collector=config.mqtt.client_id)
     return start_amqtt()

@@ -38,6 +38,7 @@ from domain.records import DeadLetter
 from ingest import mqtturl
 from ingest.decode import Address, Message, parse_topic
 from ingest.errors import IngestError, Rejected
+from ingest.metrics import CollectorMetrics
 from ingest.routes import ROUTES, Accepted, Route
 from storage import readings as store
 from storage.db import Database
@@ -124,8 +125,10 @@ class Collector:
 
     def __init__(self, config: AppConfig, db: Database, *, client_id: str | None = None,
                  routes: dict[str, Route] | None = None,
-                 on_commit: Callable[[Committed], None] | None = None):
+                 on_commit: Callable[[Committed], None] | None = None,
+                 metrics: CollectorMetrics | None = None):
         self.config = config
+        self.metrics = metrics if metrics is not None else CollectorMetrics()
         self.db = db
         self.client_id = client_id or config.mqtt.client_id
         self.routes = ROUTES if routes is None else routes
@@ -135,6 +138,7 @@ class Collector:
                               "ingest.broker.ensure_broker")
         self.address = mqtturl.parse(config.mqtt.url)
         self._queue: queue.Queue[_Inbound] = queue.Queue(maxsize=config.ingest.queue_size)
+        self.metrics.watch_queue(self._queue.qsize)
         self._space = threading.Condition()
         self._queued_bytes = 0
         self._lock = threading.Lock()
@@ -213,6 +217,7 @@ class Collector:
         item = _Inbound(msg.topic, msg.payload, datetime.now(UTC), time.monotonic(),
                         msg.mid, msg.qos, self._generation)
         self._counts.received += 1  # written by this (the network) thread only
+        self.metrics.message_received()
         size = len(item.payload)
         with self._space:
             # Frames are large: hold at most queue_max_bytes (but always at least one message).
@@ -388,6 +393,7 @@ class Collector:
         with self._lock:
             self._counts.acked += acked
             self._counts.stale_acks_skipped += skipped
+        self.metrics.batch_finished(len(batch), acked)
 
     def _device_kind(self, conn: psycopg.Connection, device_id: str) -> str | None:
         kind = self._devices.get(device_id)
@@ -478,6 +484,9 @@ class Collector:
             c.batches += 1
             c.dead_letters.update(d.reason for d in letters)
             c.latencies.extend(now_mono - item.received_mono for item in batch)
+        self.metrics.batch_committed(stored, duplicates, [d.reason for d in letters],
+                                     [getattr(r, "ts", None) for r in records],
+                                     [item.received_mono for item in batch], now_mono)
         return Committed(tuple(records), len(letters), datetime.now(UTC), now_mono)
 
 

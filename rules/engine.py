@@ -25,6 +25,7 @@ import psycopg
 from rules.config import RulesConfig
 from rules.credit import refresh as refresh_credit
 from rules.evidence import attach_evidence
+from rules.metrics import EngineMetrics
 from rules.model import Episode, EvalContext, RuleBase
 from rules.ruleset import RuleSet, load
 from rules.timeutil import day_start, local_day, parse_duration
@@ -197,7 +198,8 @@ def _record(conn: psycopg.Connection, config: RulesConfig, ctx: EvalContext,
     return outcomes, sorted(set(case_of.values())), fused
 
 
-def run_engine(config: RulesConfig, db: Database, stop: threading.Event) -> None:
+def run_engine(config: RulesConfig, db: Database, stop: threading.Event,
+               metrics: EngineMetrics | None = None) -> None:
     """Evaluate every `rules.interval_s` until `stop` is set (the engine of `citywatch run`).
 
     Each pass re-reads from the last watermark minus the allowed lateness, so data that
@@ -206,6 +208,7 @@ def run_engine(config: RulesConfig, db: Database, stop: threading.Event) -> None
     """
     lateness = parse_duration(config.allowed_lateness)
     ruleset = load_rules(config)
+    metrics = metrics if metrics is not None else EngineMetrics()
     while not stop.is_set():
         t0 = time.monotonic()
         try:
@@ -218,12 +221,16 @@ def run_engine(config: RulesConfig, db: Database, stop: threading.Event) -> None
                     case_store.set_engine_watermark(conn, ENGINE_NAME, result.until)
                 refresh_credit(conn, config.credit, actor=ACTOR)
                 conn.commit()
+            metrics.pass_done(time.monotonic() - t0, result.created, result.extended,
+                              result.revised, result.until)
             if result.created or result.extended or result.revised:
                 log.info("rules: %d episodes, %d new cases, %d extended, %d revised in %.2fs",
                          result.episodes, result.created, result.extended, result.revised,
                          time.monotonic() - t0)
         except EngineBusy as exc:
+            metrics.pass_failed(busy=True)
             log.info("rules: %s; waiting", exc)
         except Exception:
+            metrics.pass_failed()
             log.exception("rules: evaluation failed; retrying in %.0fs", config.interval_s)
         stop.wait(max(0.0, config.interval_s - (time.monotonic() - t0)))

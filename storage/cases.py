@@ -3,7 +3,10 @@
 A case is unique per (rule, subject, episode start). The engine upserts what it finds:
 a new episode opens a case, a longer one extends it, and an episode whose start moved
 (late data showed it began earlier) revises the case it overlaps rather than opening a
-second one. Every change is written to the audit log in the same transaction.
+second one. Every change is written to the audit log in the same transaction, with every
+field it sets (a case's creation records all of its fields, a status change its actor,
+reason and time, an evidence link its hash and metadata), so `rules/verify.py` can
+rebuild each case, its transitions and its evidence links from the log alone.
 """
 
 from __future__ import annotations
@@ -138,7 +141,8 @@ def upsert_case(conn: psycopg.Connection, draft: CaseDraft, actor: str) -> tuple
         audit.append(conn, actor, "case_created", "case", str(case_id), {
             "rule_id": draft.rule_id, "rule_version": draft.rule_version,
             "subject_id": draft.subject_id, "episode_start": draft.episode_start,
-            "episode_end": draft.episode_end, "summary": draft.summary})
+            "episode_end": draft.episode_end, "kind": draft.kind, "severity": draft.severity,
+            "title": draft.title, "legal_basis": draft.legal_basis, "summary": draft.summary})
         return case_id, "created"
     case_id, start, end, summary = row
     new_end = max(end, draft.episode_end)
@@ -222,7 +226,7 @@ def transition(conn: psycopg.Connection, case_id: int, to_status: str, actor: st
     conn.execute("UPDATE cases SET status = %s, updated_at = now() WHERE case_id = %s",
                  (to_status, case_id))
     audit.append(conn, actor, "case_transition", "case", str(case_id),
-                 {"from": current, "to": to_status, "reason": reason})
+                 {"from": current, "to": to_status, "reason": reason, "at": at})
     conn.commit()
     return Transition(case_id, current, to_status, actor, reason, at)
 
@@ -267,12 +271,16 @@ def get_case(conn: psycopg.Connection, case_id: int) -> CaseDetail:
                        (case_id,)).fetchone()
     if row is None:
         raise CaseNotFound(f"no case {case_id}")
-    return CaseDetail(_case(row), evidence(conn, case_id), [
-        Transition(*r) for r in conn.execute(
-            "SELECT case_id, from_status, to_status, actor, reason, at FROM case_transitions "
-            "WHERE case_id = %s ORDER BY at, id", (case_id,))],
-        [r[0] for r in conn.execute("SELECT case_id FROM cases WHERE fused_into = %s "
-                                    "ORDER BY case_id", (case_id,))])
+    return CaseDetail(_case(row), evidence(conn, case_id), transitions(conn, case_id),
+                      [r[0] for r in conn.execute("SELECT case_id FROM cases WHERE fused_into = %s "
+                                                  "ORDER BY case_id", (case_id,))])
+
+
+def transitions(conn: psycopg.Connection, case_id: int | None = None) -> list[Transition]:
+    """Status changes of one case, or of every case, in the order they were made."""
+    q = ("SELECT case_id, from_status, to_status, actor, reason, at FROM case_transitions"
+         + (" WHERE case_id = %s" if case_id is not None else "") + " ORDER BY case_id, id")
+    return [Transition(*r) for r in conn.execute(q, (case_id,) if case_id is not None else ())]
 
 
 def evidence(conn: psycopg.Connection, case_id: int | None = None) -> list[EvidenceItem]:

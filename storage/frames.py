@@ -253,6 +253,27 @@ def status_counts(conn: psycopg.Connection) -> dict[str, int]:
     return counts
 
 
+@dataclass(frozen=True, slots=True)
+class QueueState:
+    """The frames queue at one moment: counts by status, the oldest claim still processing
+    and the oldest frame still pending (seconds; 0 when there is none)."""
+
+    counts: dict[str, int]
+    oldest_claim_s: float
+    oldest_pending_s: float
+
+
+def queue_state(conn: psycopg.Connection) -> QueueState:
+    """Depth and ages of the frames queue (for monitoring)."""
+    # each minimum from its partial index (frames_processing, frames_pending)
+    claim, pending = conn.execute(
+        "SELECT coalesce(extract(epoch FROM now() - (SELECT min(claimed_at) FROM frames"
+        " WHERE status = 'processing')), 0),"
+        " coalesce(extract(epoch FROM now() - (SELECT min(received_at) FROM frames"
+        " WHERE status = 'pending')), 0)").fetchone()
+    return QueueState(status_counts(conn), float(claim), float(pending))
+
+
 def get_frame(conn: psycopg.Connection, sha256: str) -> Frame | None:
     """The first frame row with this image hash."""
     row = conn.execute(f"SELECT {_FRAME_SELECT} FROM frames AS f WHERE sha256 = %s "

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 import yaml
 
+from domain.sensors import SENSOR_KINDS
 from simulators import scenario as scenarios
 from simulators.sensors import publish
 
@@ -42,7 +43,7 @@ def test_run_stores_readings_and_stops_cleanly_on_sigterm(config, tmp_path):
         messages = [m for m in sc.messages() if m.expected == "valid"][:800]
         publish(config.mqtt.url, config.mqtt.topic_prefix, messages)
         deadline = time.monotonic() + 60
-        valid_readings = sum(1 for m in messages if m.topic_suffix.startswith(("fume/", "dust/")))
+        valid_readings = sum(1 for m in messages if m.topic_suffix.split("/")[0] in SENSOR_KINDS)
         while _count(config.database.url) < valid_readings and time.monotonic() < deadline:
             time.sleep(0.3)
         proc.send_signal(signal.SIGTERM)

@@ -64,12 +64,12 @@ def test_verify_reports_altered_and_missing_evidence_files(config, db):
                         [("street_stall", 0.9, "M-00001", "frontage")], store=store)
             for hhmm in ("11:10", "11:14")]
     evaluate(config.rules, db)
-    assert verify(config.evidence_dir, db).ok
+    assert verify(config.data_path, db).ok
     altered = store.path(shas[0])
     altered.chmod(0o644)
     altered.write_bytes(b"a different picture")
     store.path(shas[1]).unlink()
-    problems = verify(config.evidence_dir, db).problems
+    problems = verify(config.data_path, db).problems
     assert len(problems) == 2
     assert "evidence file altered" in problems[0] and shas[0][:40] in problems[0]
     assert "evidence file missing" in problems[1] and shas[1][:40] in problems[1]
@@ -77,7 +77,7 @@ def test_verify_reports_altered_and_missing_evidence_files(config, db):
 
 def test_verify_detects_audit_and_series_tampering(config, db):
     _one_case(config, db)
-    assert verify(config.evidence_dir, db).ok
+    assert verify(config.data_path, db).ok
     with db.connection() as conn:
         # the trigger refuses changes to the audit log
         with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
@@ -87,13 +87,15 @@ def test_verify_detects_audit_and_series_tampering(config, db):
         conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only")
         conn.execute("UPDATE audit_log SET data = jsonb_set(data, '{rule_version}', '9') "
                      "WHERE seq = 1")
-        # and a reading under a snapshot changes
+        # and a reading under a snapshot changes (evidence rows refuse changes too: a
+        # superuser's session can bypass every trigger)
         conn.execute("UPDATE readings SET fume_mg_m3 = 1.0 WHERE device_id = 'FM-00001' "
                      "AND ts = %s", (local(DAY, "11:05"),))
+        conn.execute("SET session_replication_role = replica")
         conn.execute("UPDATE case_evidence SET content = jsonb_set(content, '{rows,0,1}', '0.1') "
                      "WHERE kind = 'series'")
         conn.commit()
-    problems = verify(config.evidence_dir, db).problems
+    problems = verify(config.data_path, db).problems
     assert any(p.startswith("audit #1 ") and "altered" in p for p in problems)
     assert any("snapshot does not match its hash" in p for p in problems)
     assert any("readings table no longer matches" in p for p in problems)
@@ -105,7 +107,7 @@ def test_deleted_audit_row_breaks_the_chain(config, db):
         conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only")
         conn.execute("DELETE FROM audit_log WHERE seq = 2")
         conn.commit()
-    assert any("removed or inserted" in p for p in verify(config.evidence_dir, db).problems)
+    assert any("removed or inserted" in p for p in verify(config.data_path, db).problems)
 
 
 def test_cli_verify_exit_codes(config, db, monkeypatch, tmp_path):
@@ -241,7 +243,7 @@ def test_case_changed_behind_the_audit_log(config, db, column, value):
     with db.connection() as conn:
         conn.execute(f"UPDATE cases SET {column} = {value} WHERE case_id = %s", (case_id,))
         conn.commit()
-    problems = verify(config.evidence_dir, db).problems
+    problems = verify(config.data_path, db).problems
     assert len(problems) == 1 and f"case {case_id}: {column} is" in problems[0]
 
 

@@ -38,7 +38,7 @@ def test_hour_by_hour_equals_the_batch(config, db):
     # the batch over the whole day afterwards opens nothing and moves nothing
     batch = evaluate(config.rules, db)
     assert (batch.created, batch.revised) == (0, 0)
-    assert verify(config.evidence_dir, db).problems == []
+    assert verify(config.data_path, db).problems == []
 
 
 def test_run_engine_finds_cases_and_stops(config, db):

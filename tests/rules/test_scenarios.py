@@ -42,4 +42,4 @@ def test_scenario_yields_exactly_the_expected_cases(config, db, name):
     assert (again.created, again.revised, live.created, live.revised) == (0, 0, 0, 0)
     with db.connection() as conn:
         assert [tuple(k[:3]) for k in case_store.case_keys(conn)] == got
-    assert verify(config.evidence_dir, db).problems == []
+    assert verify(config.data_path, db).problems == []

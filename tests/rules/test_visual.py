@@ -96,7 +96,7 @@ def test_fused_case_and_evidence_gate(config, db):
     assert len(detail.fused) == 1
     # the frames are stand-ins without files; everything else checks out
     from rules.verify import verify
-    assert all("evidence file missing" in p for p in verify(config.evidence_dir, db).problems)
+    assert all("evidence file missing" in p for p in verify(config.data_path, db).problems)
 
 
 @pytest.mark.parametrize("fit, drone, expected_missing", [
