@@ -8,6 +8,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from citywatch import app
+from citywatch.cmd_review import register_case_export
 from citywatch.console import emit, load_config
 from rules.credit import code_at, refresh
 from rules.engine import EngineBusy, evaluate, load_rules
@@ -61,6 +62,7 @@ def register(sub) -> None:
     a.add_argument("--reason", required=True, help="why")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cases_transition)
+    register_case_export(csub)
 
     p = sub.add_parser("credit", help="merchant and site credit codes (红黄绿码)")
     ksub = p.add_subparsers(dest="action", required=True)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from detectors.config import DetectorConfig
 from domain.paths import PROJECT_ROOT
 from ingest.config import IngestConfig, MqttConfig
+from review.config import WebConfig
 from rules.config import RulesConfig
 from storage.config import DatabaseConfig
 from storage.evidence import evidence_folder
@@ -70,6 +71,7 @@ class AppConfig(BaseModel):
     detectors: DetectorConfig = Field(default_factory=DetectorConfig, title="Detectors")
     rules: RulesConfig = Field(default_factory=RulesConfig, title="Rule engine")
     monitor: MonitorConfig = Field(default_factory=MonitorConfig, title="Metrics and health")
+    web: WebConfig = Field(default_factory=WebConfig, title="Review app and cockpit")
 
     def resolve(self, path: str | os.PathLike[str]) -> Path:
         """A configured path, absolute as given or relative to the project root."""
