@@ -201,7 +201,7 @@ def map_svg(areas: list[dict], streets: list[dict], subjects: list[tuple],
             cx, cy = proj(*centroid(geometry))
             colour = CREDIT_COLOURS[codes.get(sid, "green")]
             out.append(f'<a href="{href}"><circle class="merchant" cx="{cx:.1f}" cy="{cy:.1f}" '
-                       f'r="14" fill="{colour}" data-code="{codes.get(sid, "green")}">{title}'
+                       f'r="38" fill="{colour}" data-code="{codes.get(sid, "green")}">{title}'
                        '</circle></a>')
         elif kind in ("site", "permit"):
             colour = CREDIT_COLOURS[codes.get(sid, "green")] if kind == "site" else "#4575b4"
@@ -210,7 +210,7 @@ def map_svg(areas: list[dict], streets: list[dict], subjects: list[tuple],
     for case_id, rule_id, status, sid, geometry in cases:
         cx, cy = proj(*centroid(geometry))
         out.append(f'<a href="/cases/{case_id}"><path class="case-marker case-{escape(status)}" '
-                   f'd="M{cx:.1f},{cy - 40:.1f} l22,32 h-44 z"><title>case {case_id} '
+                   f'd="M{cx:.1f},{cy - 110:.1f} l60,95 h-120 z"><title>case {case_id} '
                    f'{escape(rule_id)} ({escape(status)}) at {escape(sid)}</title></path></a>')
     out.append("</svg>")
     return "".join(out)

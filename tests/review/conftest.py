@@ -79,7 +79,10 @@ def env(config, db) -> Env:
     admin (password PASSWORD)."""
     config.web.secure_cookies = False
     store = EvidenceStore(config.evidence_dir)
-    store_readings(db, fume_series("FM-00001", local(DAY, "11:00"), 30, 3.0))
+    # under the limit before and after: context in the chart, not part of the episode
+    store_readings(db, fume_series("FM-00001", local(DAY, "10:50"), 10, lambda i: 1.2 + i / 20)
+                   + fume_series("FM-00001", local(DAY, "11:00"), 30, lambda i: 2.6 + (i % 7) / 10)
+                   + fume_series("FM-00001", local(DAY, "11:30"), 10, 1.1))
     frames = [store_drone_frame(db, store, local(DAY, "10:00") + timedelta(minutes=m),
                                 "M-00002", m) for m in (0, 5)]
     evaluate(config, db)
