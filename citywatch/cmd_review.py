@@ -24,6 +24,8 @@ def register(sub) -> None:
     p.add_argument("--port", type=int, help="port (default web.port)")
     p.add_argument("--insecure-cookies", action="store_true",
                    help="session cookie without the Secure flag (plain HTTP on this machine)")
+    p.add_argument("--demo", action="store_true",
+                   help="serve the data `citywatch demo` left (its embedded database)")
     p.set_defaults(func=serve)
 
     p = sub.add_parser("users", help="review app users (officer, supervisor, operator, admin)")
@@ -78,6 +80,14 @@ def serve(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     if args.insecure_cookies:
         cfg.web.secure_cookies = False
+    if args.demo:
+        from psycopg.conninfo import make_conninfo
+
+        from citywatch.demo import DEMO_DATABASE
+        from storage.db import embedded_url
+
+        cfg.data_dir = str(cfg.data_path / "demo")
+        cfg.database.url = make_conninfo(embedded_url(cfg.data_path), dbname=DEMO_DATABASE)
     db = app.open_database(cfg, name="citywatch-review")
     try:
         host, port = args.host or cfg.web.host, args.port or cfg.web.port

@@ -13,6 +13,8 @@ def register(sub) -> None:
                                    "until SIGTERM / Ctrl-C")
     p.add_argument("--only", action="append", choices=service.STAGES,
                    help="run only this stage (repeatable); default all")
+    p.add_argument("--with-web", action="store_true",
+                   help="serve the review app beside the pipeline (web.host, web.port)")
     p.set_defaults(func=run)
 
     p = sub.add_parser("demo", help="the whole pipeline on simulated devices, nothing to set up")
@@ -23,7 +25,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return service.run(load_config(args), tuple(args.only or service.STAGES))
+    return service.run(load_config(args), tuple(args.only or service.STAGES), args.with_web)
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -56,6 +58,11 @@ def format_demo(s: dict, format_cases) -> str:
     if pub.get("stalls_at"):
         lines.append("street stalls placed in front of: " + ", ".join(pub["stalls_at"]))
     lines += ["", format_cases(s)]
+    if s.get("web"):
+        w = s["web"]
+        lines += ["", f"review the cases in a browser: {w['command']}, then open {w['url']}",
+                  "  users (passwords made for this demo): " + ", ".join(
+                      f"{u} / {p}" for u, p in w["users"].items())]
     for e in s["errors"]:
         lines.append(f"ERROR {e}")
     return "\n".join(lines)

@@ -125,6 +125,7 @@ def run_demo(config: AppConfig, seconds: float = 60.0) -> dict:
         until = datetime.fromisoformat(published["until"]) if "until" in published else None
         result = evaluate(config.rules, pipeline.db, until=until)
         summary = demo_summary(config.rules, pipeline.db)
+        web = _demo_users(pipeline.db)
         with pipeline.db.connection() as conn:
             stats = db_stats.collect(conn)
             frames = frame_store.status_counts(conn)
@@ -142,5 +143,28 @@ def run_demo(config: AppConfig, seconds: float = 60.0) -> dict:
         "frames": frames,
         "evaluation": result.as_dict(),
         **summary,
+        "web": web,
         "errors": errors,
     }
+
+
+DEMO_ROLES = ("officer", "supervisor", "operator", "admin")
+
+
+def _demo_users(db) -> dict:
+    """One review-app user per role, with a random password the demo prints (never a
+    default password), and how to open the app on the demo's data."""
+    import secrets
+
+    from review.security import hash_password
+    from storage import review as review_store
+
+    users = {}
+    with db.connection() as conn:
+        for role in DEMO_ROLES:
+            password = secrets.token_urlsafe(12)
+            review_store.add_user(conn, f"demo-{role}", role, hash_password(password),
+                                  actor="citywatch-demo")
+            users[f"demo-{role}"] = password
+    return {"command": "citywatch serve --demo --insecure-cookies",
+            "url": "http://127.0.0.1:8080/", "users": users}

@@ -47,6 +47,7 @@ class Pipeline:
     collector: Collector | None = None
     threads: list[threading.Thread] = field(default_factory=list)
     monitor_port: int | None = None
+    failures: list[str] = field(default_factory=list)  # stages that stopped on their own
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop every stage: the collector commits and acknowledges what it holds first."""
@@ -60,9 +61,10 @@ class Pipeline:
         self.broker.close()
 
 
-def start(config: AppConfig, stop: threading.Event, stages: tuple[str, ...] = STAGES) -> Pipeline:
+def start(config: AppConfig, stop: threading.Event, stages: tuple[str, ...] = STAGES,
+          with_web: bool = False) -> Pipeline:
     """Start the broker (a private one when none is configured), the database and the
-    requested stages; return the running pipeline."""
+    requested stages (and the review app, `with_web`); return the running pipeline."""
     broker = ensure_broker(config)
     config = broker.apply(config)
     db = app.open_database(config)
@@ -87,16 +89,52 @@ def start(config: AppConfig, stop: threading.Event, stages: tuple[str, ...] = ST
             pipeline.threads.append(t)
         if config.monitor.port is not None:
             pipeline.monitor_port = monitor.serve(config.monitor.host, config.monitor.port)
+        if with_web:
+            pipeline.threads.append(start_web(pipeline))
     except BaseException:
         pipeline.close()
         raise
     return pipeline
 
 
-def run(config: AppConfig, stages: tuple[str, ...] = STAGES) -> int:
-    """Run until SIGTERM / Ctrl-C, then shut down cleanly."""
+def start_web(pipeline: Pipeline) -> threading.Thread:
+    """The review app (uvicorn) in a thread beside the pipeline; it stops with the pipeline,
+    and if it stops on its own (port taken, crash) the whole process stops, non-zero."""
+    import uvicorn
+
+    from citywatch.cmd_review import review_context
+    from review.app import create_app
+
+    web = pipeline.config.web
+    server = uvicorn.Server(uvicorn.Config(
+        create_app(review_context(pipeline.config, pipeline.db)), host=web.host,
+        port=web.port, log_level="warning"))
+
+    def serve() -> None:
+        try:
+            server.run()
+        except BaseException as exc:  # uvicorn exits with SystemExit when it cannot bind
+            log.error("web: %r", exc)
+        if not pipeline.stop.is_set():
+            pipeline.failures.append(f"review app on {web.host}:{web.port} stopped")
+            log.error("web: the review app stopped; stopping citywatch")
+            pipeline.stop.set()
+
+    def watch() -> None:
+        pipeline.stop.wait()
+        server.should_exit = True
+
+    threading.Thread(target=watch, name="web-stop", daemon=True).start()
+    t = threading.Thread(target=serve, name="web", daemon=True)
+    t.start()
+    log.info("review app on http://%s:%d/", web.host, web.port)
+    return t
+
+
+def run(config: AppConfig, stages: tuple[str, ...] = STAGES, with_web: bool = False) -> int:
+    """Run until SIGTERM / Ctrl-C, then shut down cleanly (non-zero if a stage failed)."""
     stop = stop_on_signals()
-    pipeline = start(config, stop, stages)
+    pipeline = start(config, stop, stages, with_web)
     log.info("citywatch running (%s); broker %s", ", ".join(stages),
              mqtturl.redact(pipeline.config.mqtt.url))
     try:
@@ -107,8 +145,10 @@ def run(config: AppConfig, stages: tuple[str, ...] = STAGES) -> int:
                          s.received, s.stored, s.dead_lettered)
     finally:
         pipeline.close()
+    for failure in pipeline.failures:
+        log.error("%s", failure)
     log.info("citywatch stopped")
-    return 0
+    return 1 if pipeline.failures else 0
 
 
 def wait_for(predicate, timeout: float, stop: threading.Event | None = None,
