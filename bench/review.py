@@ -78,7 +78,9 @@ GENERATE = [
               || md5('g' || ((c.case_id * 2 + k) %% %(frames)s)),
               md5('f' || ((c.case_id * 2 + k) %% %(frames)s)) || md5('g' || ((c.case_id * 2 + k) %% %(frames)s)),
               NULL, jsonb_build_object('source_id', 'UAV-01', 'class', 'street_stall',
-                                       'confidence', 0.9, 'fit_as_evidence', true)
+                'confidence', 0.9, 'fit_as_evidence', true, 'ts', to_char(
+                  (%(start)s + ((c.case_id * 2 + k) %% %(frames)s) * interval '7 seconds')
+                  AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"+00:00"'))
        FROM cases c, generate_series(0, 1) k""",
     """INSERT INTO case_evidence (case_id, kind, ref, sha256, content, meta)
        SELECT c.case_id, 'series', 'FM-00001@' || c.case_id, md5('s' || c.case_id) || md5('t' || c.case_id),
@@ -89,7 +91,7 @@ GENERATE = [
                                    'YYYY-MM-DD"T"HH24:MI:SS"+00:00"'), 1.5 + (m %% 9) / 5.0))
                          FROM generate_series(0, 39) m)),
               jsonb_build_object('device_id', 'FM-00001', 'rows', 40)
-       FROM cases c WHERE c.rule_id = 'fume.exceedance' AND c.case_id %% 4 = 0""",
+       FROM cases c WHERE c.rule_id = 'fume.exceedance' AND (c.case_id / 6) %% 4 = 0""",
     """INSERT INTO audit_log (seq, at, actor, action, entity, entity_id, data, prev_hash, hash)
        SELECT nextval(pg_get_serial_sequence('audit_log', 'seq')), c.created_at, 'rule-engine', a,
               'case', c.case_id::text,
@@ -141,7 +143,8 @@ def generate(cfg, db: Database, cases: int, detections: int) -> dict:
                 Detection(0, "street_stall", 0.8, 40 + 140 * d, 200, 150 + 140 * d, 330)
                 for d in range(4)], ModelInfo("bench", "1", "ab" * 32))
             conn.execute("INSERT INTO case_evidence (case_id, kind, ref, sha256, meta) VALUES "
-                         "(%s, 'frame', %s, %s, '{}')", (i + 1, sha, sha))
+                         "(%s, 'frame', %s, %s, %s)",
+                         (i + 1, sha, sha, json.dumps({"ts": ts.isoformat()})))
             conn.commit()
         conn.execute("ANALYZE")
         conn.commit()

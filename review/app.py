@@ -271,9 +271,9 @@ def create_app(ctx: ReviewContext) -> FastAPI:
                 raise HTTPException(404, f"no case {case_id}") from None
             c = detail.case
             frames = [e for e in detail.evidence if e.kind == "frame"]
-            shas = [e.ref for e in frames]
-            dets = store.frame_detections(conn, shas)
-            quality = store.frame_quality(conn, shas)
+            times = _frame_times(frames)
+            dets = store.frame_detections(conn, times)
+            quality = store.frame_quality(conn, times)
             subject = store.subject_row(conn, c.subject_id)
             device_ids = sorted({e.content["device_id"] for e in detail.evidence
                                  if e.kind == "series" and e.content}
@@ -282,6 +282,7 @@ def create_app(ctx: ReviewContext) -> FastAPI:
             entries = audit.entries(conn, "case", str(case_id))
             subs = store.submissions(conn, case_id)
             links = store.party_links(conn, case_id)
+            photos = store.field_photos(conn, case_id)
             fused = [case_store.get_case(conn, i).case for i in detail.fused]
             code = credit.code_at(credit_store.violations(conn, c.subject_id),
                                   datetime.now(UTC), ctx.rules.credit)
@@ -294,6 +295,7 @@ def create_app(ctx: ReviewContext) -> FastAPI:
                 "series": [e for e in detail.evidence if e.kind == "series"],
                 "subject": subject, "devices": [(d, d.valid_at(day)) for d in devices],
                 "event_day": day, "audit": entries, "submissions": subs, "links": links,
+                "field_photos": photos,
                 "fused": fused, "credit": code, "next_case": neighbours[0].case_id
                 if neighbours else None, "rule": _rule(ctx.rule_set, c.rule_id),
                 "penalty": penalty_state(c, links, subs)}
@@ -345,6 +347,8 @@ def create_app(ctx: ReviewContext) -> FastAPI:
             "fused": [c.case_id for c in d["fused"]],
             "submissions": [{"statement": s.statement, "photos": s.photos,
                              "submitted_at": s.submitted_at} for s in d["submissions"]],
+            "field_photos": [{"sha256": p.sha256, "note": p.note, "actor": p.actor,
+                              "added_at": p.added_at} for p in d["field_photos"]],
             "penalty": d["penalty"], "credit_code": d["credit"].code,
             "audit": [e.body() | {"hash": e.hash, "prev_hash": e.prev_hash} for e in d["audit"]]}
 
@@ -483,10 +487,12 @@ def create_app(ctx: ReviewContext) -> FastAPI:
     @app.get("/evidence/{sha256}/annotated", tags=["evidence"])
     def evidence_annotated(sha256: str, *, user: CaseViewer):
         """A copy of a frame with its detection boxes drawn on it."""
-        check_case_file(sha256)
         data, _ = evidence_bytes(sha256)
         with ctx.db.connection() as conn:
-            dets = store.frame_detections(conn, [sha256])[sha256]
+            ts = store.evidence_frame_time(conn, sha256)
+            if ts is None:
+                raise HTTPException(404, f"{sha256} is no case's evidence")
+            dets = store.frame_detections(conn, {sha256: ts})[sha256]
         drawn = render.annotate(data, dets)
         if drawn is None:
             raise HTTPException(415, "this evidence file is not an image that can be drawn on")
@@ -675,15 +681,39 @@ def create_app(ctx: ReviewContext) -> FastAPI:
             raise HTTPException(404, "not evidence of this case")
         data, _ = evidence_bytes(sha256)
         with ctx.db.connection() as conn:
-            dets = store.frame_detections(conn, [sha256])[sha256]
-        return image(render.annotate(data, dets) or data, "image/jpeg")
+            dets = store.frame_detections(conn, {sha256: store.evidence_frame_time(conn, sha256)})
+        return image(render.annotate(data, dets[sha256]) or data, "image/jpeg")
 
-    @app.get("/party-photo/{case_id}/{sha256}", include_in_schema=False)
-    def party_photo(case_id: int, sha256: str, *, user: CaseViewer):
+    @app.get("/cases/{case_id}/photos/{sha256}", tags=["evidence"])
+    def case_photo(case_id: int, sha256: str, *, user: CaseViewer):
         with ctx.db.connection() as conn:
             if store.photo_of_case(conn, case_id, sha256) is None:
                 raise HTTPException(404, "not a photo of this case")
         return image(*evidence_bytes(sha256))
+
+    @app.post("/cases/{case_id}/photos", response_class=HTMLResponse, include_in_schema=False)
+    async def add_photo(request: Request, case_id: int, *, user: Decider):
+        """An officer's photo taken on the spot, added to the case through the evidence store."""
+        form = await request.form(max_part_size=ctx.web.upload_max_bytes + 1)
+        try:
+            note = str(form.get("note") or "").strip()
+            upload = form.get("photo")
+            if not note:
+                raise HTTPException(422, "note: say what the photo shows")
+            if not isinstance(upload, StarletteUpload) or not upload.filename:
+                raise HTTPException(422, "photo: choose a photo")
+            data = await upload.read(ctx.web.upload_max_bytes + 1)
+            try:
+                media, suffix = check_image(data, upload.filename, ctx.web.upload_max_bytes)
+            except UploadRefused as exc:
+                raise HTTPException(415, f"photo: {exc}") from None
+        finally:
+            await form.close()
+        case_data(case_id)  # 404 for an unknown case
+        sha = ctx.stores[suffix].put(data)
+        with ctx.db.connection() as conn:
+            store.add_field_photo(conn, case_id, sha, media, len(data), note, user.username)
+        return RedirectResponse(f"/cases/{case_id}", status_code=303)
 
     return CSRFMiddleware(app, ctx.web.upload_max_bytes * 4 + 65536)
 
@@ -699,6 +729,12 @@ def _turns_red(conn, c: case_store.Case, policy: RulesConfig) -> bool:
                                                         c.episode_start, None, None)],
                            now, policy.credit).code
     return after == "red" and before != "red"
+
+
+def _frame_times(items: list[case_store.EvidenceItem]) -> dict[str, datetime | None]:
+    """sha256 -> event time of a case's frames, as recorded when they were attached."""
+    return {e.ref: datetime.fromisoformat(e.meta["ts"]) if e.meta.get("ts") else None
+            for e in items}
 
 
 def _rule(rule_set: RuleSet, rule_id: str):
@@ -737,10 +773,12 @@ def export_package(ctx: ReviewContext, case_id: int) -> bytes:
         except case_store.CaseNotFound:
             raise HTTPException(404, f"no case {case_id}") from None
         c = detail.case
-        shas = [e.ref for e in detail.evidence if e.kind == "frame"]
-        dets = store.frame_detections(conn, shas)
+        times = _frame_times([e for e in detail.evidence if e.kind == "frame"])
+        shas = list(times)
+        dets = store.frame_detections(conn, times)
         entries = audit.entries(conn, "case", str(case_id))
         subs = store.submissions(conn, case_id)
+        field = store.field_photos(conn, case_id)
     frames = []
     for sha in shas:
         original = ctx.stores[".jpg"].get(sha)
@@ -750,6 +788,9 @@ def export_package(ctx: ReviewContext, case_id: int) -> bytes:
         for p in s.photos:
             suffix = ".png" if p["content_type"] == "image/png" else ".jpg"
             photos.append((p["sha256"], suffix, ctx.stores[suffix].get(p["sha256"])))
+    for p in field:
+        suffix = ".png" if p.content_type == "image/png" else ".jpg"
+        photos.append((p.sha256, suffix, ctx.stores[suffix].get(p.sha256)))
     env = Environment(loader=FileSystemLoader(HERE / "templates"),
                       autoescape=select_autoescape(["html"]))
     report = env.get_template("report.html").render(
@@ -763,7 +804,9 @@ def export_package(ctx: ReviewContext, case_id: int) -> bytes:
                          "detections": {sha: [dict(zip(
                              ("class", "confidence", "x1", "y1", "x2", "y2", "model_name",
                               "model_version", "weights_sha256"), d, strict=True))
-                             for d in ds] for sha, ds in dets.items()}},
+                             for d in ds] for sha, ds in dets.items()},
+                         "field_photos": [{"sha256": p.sha256, "note": p.note, "actor": p.actor,
+                                           "added_at": p.added_at} for p in field]},
         frames, [(e.sha256, e.content) for e in detail.evidence if e.kind == "series"],
         photos, [{"statement": s.statement, "photos": [p["sha256"] for p in s.photos],
                   "submitted_at": s.submitted_at} for s in subs], entries, report)

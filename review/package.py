@@ -1,8 +1,8 @@
 """Evidence packages: a case as one ZIP for a court or a hearing, checkable offline.
 
 The package holds the original frame bytes (named by their sha256), annotated copies,
-each series snapshot as the canonical JSON that was hashed and as CSV, the party's
-photos and statements, the case's audit entries with their chain hashes, a case report
+each series snapshot as the canonical JSON that was hashed and as CSV, photos (the
+party's and the officers', named by sha256), the party's statements, the case's audit entries with their chain hashes, a case report
 (HTML) and `manifest.json` with the sha256 of every other file. `verify_package` checks
 all of it without a database and says exactly what does not match.
 """
@@ -48,7 +48,7 @@ def build(case: dict[str, Any], frames: list[tuple[str, bytes, bytes | None]],
         files.append(PackageFile(f"{name}.json", audit.canonical_json(snap).encode()))
         files.append(PackageFile(f"{name}.csv", _csv(snap)))
     for sha, suffix, data in photos:
-        files.append(PackageFile(f"party/{sha}{suffix}", data))
+        files.append(PackageFile(f"photos/{sha}{suffix}", data))
     if statements:
         files.append(PackageFile("party/statements.json", _json(statements)))
     files.append(PackageFile("audit.json", _json([
@@ -114,7 +114,7 @@ def verify_package(data: bytes) -> list[str]:
     for path in sorted(set(contents) - set(listed) - {MANIFEST}):
         problems.append(f"{path}: in the package but not in the manifest (added)")
     for path, data in contents.items():
-        if path.startswith(("frames/", "party/")) and not path.endswith(".json"):
+        if path.startswith(("frames/", "photos/")) and not path.endswith(".json"):
             name = path.rsplit("/", 1)[1].split(".")[0]
             actual = hashlib.sha256(data).hexdigest()
             if actual != name:

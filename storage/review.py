@@ -11,7 +11,7 @@ import base64
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -245,12 +245,46 @@ def submissions(conn: psycopg.Connection, case_id: int) -> list[Submission]:
 
 
 def photo_of_case(conn: psycopg.Connection, case_id: int, sha256: str) -> dict | None:
-    """The stored description of a party photo of this case, or None."""
+    """The stored description of a party's or an officer's photo of this case, or None."""
     for s in submissions(conn, case_id):
         for p in s.photos:
             if p["sha256"] == sha256:
                 return p
+    for f in field_photos(conn, case_id):
+        if f.sha256 == sha256:
+            return {"sha256": f.sha256, "content_type": f.content_type, "bytes": f.bytes}
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class FieldPhoto:
+    case_id: int
+    sha256: str
+    content_type: str
+    bytes: int
+    note: str
+    actor: str
+    added_at: datetime
+
+
+def add_field_photo(conn: psycopg.Connection, case_id: int, sha256: str, content_type: str,
+                    size: int, note: str, actor: str) -> bool:
+    """Attach an officer's photo to a case once (audited); True when new. Commits."""
+    row = conn.execute(
+        "INSERT INTO field_photos (case_id, sha256, content_type, bytes, note, actor) "
+        "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (case_id, sha256) DO NOTHING RETURNING id",
+        (case_id, sha256, content_type, size, note, actor)).fetchone()
+    if row:
+        audit.append(conn, actor, "field_photo_added", "case", str(case_id),
+                     {"sha256": sha256, "content_type": content_type, "note": note})
+    conn.commit()
+    return row is not None
+
+
+def field_photos(conn: psycopg.Connection, case_id: int) -> list[FieldPhoto]:
+    return [FieldPhoto(*r) for r in conn.execute(
+        "SELECT case_id, sha256, content_type, bytes, note, actor, added_at FROM field_photos "
+        "WHERE case_id = %s ORDER BY id", (case_id,))]
 
 
 def record_decision_note(conn: psycopg.Connection, case_id: int, actor: str, action: str,
@@ -374,8 +408,10 @@ def cockpit_counters(conn: psycopg.Connection, silent_after_s: int) -> dict[str,
                               "interval '1 minute'").fetchone()[0]
     dead_today = conn.execute("SELECT count(*) FROM dead_letters WHERE received_at >= "
                               "date_trunc('day', now())").fetchone()[0]
-    queued = conn.execute("SELECT count(*) FROM frames WHERE status IN "
-                          "('pending', 'processing')").fetchone()[0]
+    # two counts, so that each is answered from its partial index (migration 0002)
+    queued = conn.execute("SELECT (SELECT count(*) FROM frames WHERE status = 'pending')"
+                          " + (SELECT count(*) FROM frames WHERE status = 'processing')"
+                          ).fetchone()[0]
     return {"open_by_status": open_by_status, "open_by_rule": open_by_rule,
             "devices": {"online": devices[0], "offline": devices[1], "unknown": devices[2],
                         "total": devices[3], "silent_sensors": silent},
@@ -407,24 +443,51 @@ def subject_devices(conn: psycopg.Connection, subject_id: str) -> list[tuple]:
         " ORDER BY d.device_id", (subject_id,)).fetchall()
 
 
-def frame_detections(conn: psycopg.Connection, shas: Sequence[str]) -> dict[str, list[tuple]]:
-    """Detections of the given frames: sha -> [(class, confidence, x1, y1, x2, y2,
-    model_name, model_version, weights_sha256)]."""
-    out: dict[str, list[tuple]] = {s: [] for s in shas}
+def _frame_window(frames: dict[str, datetime | None], column: str) -> tuple[str, list]:
+    """A condition bounding the event time around the given frames' times: frames and
+    detections are partitioned (and, after a week, compressed) by time, so a lookup by
+    hash alone opens every chunk; with bounds it opens the one or two holding the frames.
+    Without any time known, no bound."""
+    times = [t for t in frames.values() if t is not None]
+    if not times:
+        return "", []
+    return (f" AND {column} BETWEEN %s AND %s",
+            [min(times) - timedelta(seconds=1), max(times) + timedelta(seconds=1)])
+
+
+def frame_detections(conn: psycopg.Connection, frames: dict[str, datetime | None]
+                     ) -> dict[str, list[tuple]]:
+    """Detections of the given frames (sha -> event time): sha -> [(class, confidence,
+    x1, y1, x2, y2, model_name, model_version, weights_sha256)]."""
+    out: dict[str, list[tuple]] = {s: [] for s in frames}
+    if not frames:
+        return out
+    bound, params = _frame_window(frames, "frame_ts")
     for r in conn.execute(
             "SELECT frame_sha256, class_name, confidence, x1, y1, x2, y2, model_name,"
             " model_version, weights_sha256 FROM detections WHERE frame_sha256 = ANY(%s)"
-            " ORDER BY frame_sha256, frame_ts, det_index", (list(shas),)):
+            + bound + " ORDER BY frame_sha256, frame_ts, det_index", [list(frames), *params]):
         out[r[0]].append(tuple(r[1:]))
     return out
 
 
-def frame_quality(conn: psycopg.Connection, shas: Sequence[str]) -> dict[str, tuple]:
+def frame_quality(conn: psycopg.Connection, frames: dict[str, datetime | None]
+                  ) -> dict[str, tuple]:
     """sha -> (ts, source_id, width, height, sharpness, brightness, clipped, fit, reason)."""
+    if not frames:
+        return {}
+    bound, params = _frame_window(frames, "ts")
     return {r[0]: tuple(r[1:]) for r in conn.execute(
         "SELECT DISTINCT ON (sha256) sha256, ts, source_id, width, height, sharpness,"
         " brightness, clipped, fit_as_evidence, unfit_reason FROM frames"
-        " WHERE sha256 = ANY(%s) ORDER BY sha256, ts", (list(shas),))}
+        " WHERE sha256 = ANY(%s)" + bound + " ORDER BY sha256, ts", [list(frames), *params])}
+
+
+def evidence_frame_time(conn: psycopg.Connection, sha256: str) -> datetime | None:
+    """The event time recorded when a frame was attached to a case (None: no case holds it)."""
+    row = conn.execute("SELECT meta->>'ts' FROM case_evidence WHERE kind = 'frame' AND ref = %s"
+                       " ORDER BY id LIMIT 1", (sha256,)).fetchone()
+    return datetime.fromisoformat(row[0]) if row and row[0] else None
 
 
 def case_belongs(conn: psycopg.Connection, sha256: str) -> bool:

@@ -61,9 +61,26 @@ CREATE TABLE party_submissions (
 );
 CREATE INDEX party_submissions_case ON party_submissions (case_id);
 
+-- Photos an officer takes on the spot (by sha256 in the evidence store), with a note.
+CREATE TABLE field_photos (
+    id               bigserial PRIMARY KEY,
+    case_id          bigint NOT NULL REFERENCES cases (case_id),
+    sha256           text NOT NULL,
+    content_type     text NOT NULL,
+    bytes            integer NOT NULL,
+    note             text NOT NULL,
+    actor            text NOT NULL,
+    added_at         timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (case_id, sha256)
+);
+
 -- Keyset pagination of the queue: newest / oldest first, and by severity.
 CREATE INDEX cases_queue_age ON cases (episode_start, case_id) WHERE fused_into IS NULL;
 CREATE INDEX cases_queue_severity ON cases (
     (CASE severity WHEN 'serious' THEN 3 WHEN 'general' THEN 2 ELSE 1 END),
     episode_start, case_id) WHERE fused_into IS NULL;
 CREATE INDEX cases_status_age ON cases (status, episode_start, case_id) WHERE fused_into IS NULL;
+-- an evidence file is served only when some case holds it
+CREATE INDEX case_evidence_ref ON case_evidence (ref) WHERE kind = 'frame';
+-- a case page lists the cases fused into it
+CREATE INDEX cases_fused_into ON cases (fused_into) WHERE fused_into IS NOT NULL;

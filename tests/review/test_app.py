@@ -30,6 +30,7 @@ ROUTES = [
     ("GET", "/cases/{fume}/package.zip", ("officer", "supervisor")),
     ("POST", "/cases/{drone}/decision", ("officer", "supervisor")),
     ("POST", "/api/cases/{drone}/decision", ("officer", "supervisor")),
+    ("POST", "/cases/{drone}/photos", ("officer", "supervisor")),
     ("GET", "/subjects/M-00001", ("officer", "supervisor", "operator")),
     ("GET", "/api/subjects/M-00001", ("officer", "supervisor", "operator")),
     ("GET", "/trends", ("officer", "supervisor", "operator")),
@@ -75,7 +76,9 @@ def _check_routes(app, env, role):
             elif r.status_code == 403:
                 outcome[(method, path)] = REFUSED
             else:
-                assert r.status_code in (200, 303, 404), (method, path, r.status_code, r.text[:200])
+                # past the permission check: done, or refused for what was (not) sent
+                assert r.status_code in (200, 303, 404, 422), (method, path, r.status_code,
+                                                               r.text[:200])
                 outcome[(method, path)] = ALLOWED
     expected = {(m, p): (SIGN_IN if role is None else ALLOWED if role in roles else REFUSED)
                 for m, p, roles in ROUTES}
@@ -218,7 +221,7 @@ def test_party_link_upload_and_penalty_window(app, env):
         login(officer, "officer")
         page = officer.get(f"/cases/{env.fume_case}").text
         assert "净化器已修复" in page and "may be decided" in page
-        r = officer.get(f"/party-photo/{env.fume_case}/{sub.photos[0]['sha256']}")
+        r = officer.get(f"/cases/{env.fume_case}/photos/{sub.photos[0]['sha256']}")
         assert r.status_code == 200 and r.content == photo
 
 
@@ -327,3 +330,29 @@ def test_api_token_reads_without_cookies(app, env):
         r = api.post(f"/api/cases/{env.fume_case}/decision", json={"action": "confirm",
                      "reason": "x"}, headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 403  # an operator's token cannot decide
+
+
+def test_officer_adds_a_photo_taken_on_the_spot(app, env):
+    photo = scene_jpeg(7, [(100, 100, 300, 300)])
+    with TestClient(app) as client:
+        login(client, "officer")
+        csrf = client.cookies.get("cw_csrf")
+        r = client.post(f"/cases/{env.drone_case}/photos", data={"note": "", "csrf_token": csrf},
+                        files={"photo": ("spot.jpg", photo, "image/jpeg")})
+        assert r.status_code == 422 and "note" in r.text
+        r = client.post(f"/cases/{env.drone_case}/photos", data={
+            "note": "stall still there", "csrf_token": csrf},
+            files={"photo": ("spot.jpg", b"GIF89a" + b"0" * 100, "image/jpeg")})
+        assert r.status_code == 415 and "not a JPEG or PNG" in r.text
+        r = client.post(f"/cases/{env.drone_case}/photos", data={
+            "note": "stall still there at 10:40", "csrf_token": csrf},
+            files={"photo": ("spot.jpg", photo, "image/jpeg")})
+        assert r.status_code == 200 and "stall still there at 10:40" in r.text
+        sha = __import__("hashlib").sha256(photo).hexdigest()
+        assert client.get(f"/cases/{env.drone_case}/photos/{sha}").content == photo
+        assert client.get(f"/cases/{env.fume_case}/photos/{sha}").status_code == 404
+        data = client.get(f"/cases/{env.drone_case}/package.zip").content
+    assert f"photos/{sha}.jpg" in zipfile.ZipFile(io.BytesIO(data)).namelist()
+    assert verify_package(data) == []
+    with env.db.connection() as conn:
+        assert audit.entries(conn, "case", str(env.drone_case))[-1].action == "field_photo_added"

@@ -1,9 +1,12 @@
 """bench/review.py on a small database: the generator fills every table the pages read and
 every page it times answers."""
 
+import pytest
+
 from bench import review as bench
 
 
+@pytest.mark.slow
 def test_review_bench_smoke(config, db):
     data = bench.generate(config, db, cases=300, detections=2_000)
     assert data["cases"] == 300 and data["detections"] == 2_000 + 20 * 4

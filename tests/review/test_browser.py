@@ -84,6 +84,7 @@ def _decide(page, action: str, reason: str) -> None:
     page.wait_for_load_state()
 
 
+@pytest.mark.slow
 def test_officer_and_party_in_a_real_browser(env, server, browser, tmp_path):
     shots = _shots(tmp_path)
     desk = browser.new_context(viewport=DESKTOP)
