@@ -128,8 +128,9 @@ def generate(cfg, db: Database, cases: int, detections: int) -> dict:
         for statement in GENERATE:
             conn.execute(statement, params)
         conn.commit()
+        from domain.records import Detection
         from storage import frames as frame_store
-        from storage.frames import Detection, Frame, ModelInfo
+        from storage.frames import Frame, ModelInfo
 
         store = EvidenceStore(cfg.evidence_dir)
         for i in range(20):

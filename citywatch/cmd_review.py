@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from citywatch import app
-from citywatch.console import emit, load_config
 from citywatch.config import AppConfig
+from citywatch.console import emit, load_config
 from review.security import hash_password
 from storage import review as review_store
 from storage.db import Database

@@ -47,6 +47,7 @@ from rules.timeutil import local_day
 from storage import audit
 from storage import cases as case_store
 from storage import credit as credit_store
+from storage import frames as frame_store
 from storage import registry as registry_store
 from storage import review as store
 from storage.db import Database
@@ -272,12 +273,12 @@ def create_app(ctx: ReviewContext) -> FastAPI:
             c = detail.case
             frames = [e for e in detail.evidence if e.kind == "frame"]
             times = _frame_times(frames)
-            dets = store.frame_detections(conn, times)
-            quality = store.frame_quality(conn, times)
+            dets = frame_store.detections_of_frames(conn, times)
+            quality = frame_store.frames_by_hash(conn, times)
             subject = store.subject_row(conn, c.subject_id)
             device_ids = sorted({e.content["device_id"] for e in detail.evidence
                                  if e.kind == "series" and e.content}
-                                | {q[1] for q in quality.values()})
+                                | {q.source_id for q in quality.values()})
             devices = [d for d in (registry_store.device(conn, i) for i in device_ids) if d]
             entries = audit.entries(conn, "case", str(case_id))
             subs = store.submissions(conn, case_id)
@@ -335,9 +336,7 @@ def create_app(ctx: ReviewContext) -> FastAPI:
         d = case_data(case_id)
         return _case_json(d["case"]) | {
             "frames": [{"sha256": f["sha256"], "meta": f["meta"], "detections": [
-                dict(zip(("class", "confidence", "x1", "y1", "x2", "y2", "model_name",
-                          "model_version", "weights_sha256"), x, strict=True))
-                for x in f["detections"]], "url": f"/evidence/{f['sha256']}",
+                _detection_json(d) for d in f["detections"]], "url": f"/evidence/{f['sha256']}",
                 "annotated_url": f"/evidence/{f['sha256']}/annotated"} for f in d["frames"]],
             "series": [{"ref": e.ref, "sha256": e.sha256, "snapshot": e.content}
                        for e in d["series"]],
@@ -492,7 +491,7 @@ def create_app(ctx: ReviewContext) -> FastAPI:
             ts = store.evidence_frame_time(conn, sha256)
             if ts is None:
                 raise HTTPException(404, f"{sha256} is no case's evidence")
-            dets = store.frame_detections(conn, {sha256: ts})[sha256]
+            dets = frame_store.detections_of_frames(conn, {sha256: ts})[sha256]
         drawn = render.annotate(data, dets)
         if drawn is None:
             raise HTTPException(415, "this evidence file is not an image that can be drawn on")
@@ -681,7 +680,8 @@ def create_app(ctx: ReviewContext) -> FastAPI:
             raise HTTPException(404, "not evidence of this case")
         data, _ = evidence_bytes(sha256)
         with ctx.db.connection() as conn:
-            dets = store.frame_detections(conn, {sha256: store.evidence_frame_time(conn, sha256)})
+            dets = frame_store.detections_of_frames(
+                conn, {sha256: store.evidence_frame_time(conn, sha256)})
         return image(render.annotate(data, dets[sha256]) or data, "image/jpeg")
 
     @app.get("/cases/{case_id}/photos/{sha256}", tags=["evidence"])
@@ -731,6 +731,13 @@ def _turns_red(conn, c: case_store.Case, policy: RulesConfig) -> bool:
     return after == "red" and before != "red"
 
 
+def _detection_json(d: frame_store.StoredDetection) -> dict[str, Any]:
+    x = d.detection
+    return {"class": x.class_name, "confidence": x.confidence, "box": [x.x1, x.y1, x.x2, x.y2],
+            "subject_id": x.subject_id, "zone_kind": x.zone_kind, "model_name": d.model.name,
+            "model_version": d.model.version, "weights_sha256": d.model.weights_sha256}
+
+
 def _frame_times(items: list[case_store.EvidenceItem]) -> dict[str, datetime | None]:
     """sha256 -> event time of a case's frames, as recorded when they were attached."""
     return {e.ref: datetime.fromisoformat(e.meta["ts"]) if e.meta.get("ts") else None
@@ -775,7 +782,7 @@ def export_package(ctx: ReviewContext, case_id: int) -> bytes:
         c = detail.case
         times = _frame_times([e for e in detail.evidence if e.kind == "frame"])
         shas = list(times)
-        dets = store.frame_detections(conn, times)
+        dets = frame_store.detections_of_frames(conn, times)
         entries = audit.entries(conn, "case", str(case_id))
         subs = store.submissions(conn, case_id)
         field = store.field_photos(conn, case_id)
@@ -801,10 +808,8 @@ def export_package(ctx: ReviewContext, case_id: int) -> bytes:
                          "transitions": [{"from": t.from_status, "to": t.to_status,
                                           "actor": t.actor, "reason": t.reason, "at": t.at}
                                          for t in detail.transitions],
-                         "detections": {sha: [dict(zip(
-                             ("class", "confidence", "x1", "y1", "x2", "y2", "model_name",
-                              "model_version", "weights_sha256"), d, strict=True))
-                             for d in ds] for sha, ds in dets.items()},
+                         "detections": {sha: [_detection_json(d) for d in ds]
+                                        for sha, ds in dets.items()},
                          "field_photos": [{"sha256": p.sha256, "note": p.note, "actor": p.actor,
                                            "added_at": p.added_at} for p in field]},
         frames, [(e.sha256, e.content) for e in detail.evidence if e.kind == "series"],

@@ -13,12 +13,13 @@ from typing import Any
 import cv2
 import numpy as np
 
+from storage.frames import StoredDetection
 from storage.rule_queries import BUCKET_ORIGIN
 
 BOX_COLOURS = [(0, 0, 255), (0, 160, 255), (255, 0, 255), (255, 128, 0), (0, 200, 0)]
 
 
-def annotate(jpeg: bytes, detections: Sequence[tuple]) -> bytes | None:
+def annotate(jpeg: bytes, detections: Sequence[StoredDetection]) -> bytes | None:
     """A JPEG copy of a frame with each detection's box, class and confidence drawn on it;
     None when the bytes are not an image. The original is never changed."""
     img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
@@ -27,8 +28,9 @@ def annotate(jpeg: bytes, detections: Sequence[tuple]) -> bytes | None:
     h = img.shape[0]
     thickness = max(2, h // 240)
     scale = max(0.5, h / 900)
-    for i, d in enumerate(detections):
-        cls, conf, x1, y1, x2, y2 = d[:6]
+    for i, stored in enumerate(detections):
+        d = stored.detection
+        cls, conf, x1, y1, x2, y2 = d.class_name, d.confidence, d.x1, d.y1, d.x2, d.y2
         colour = BOX_COLOURS[i % len(BOX_COLOURS)]
         p1, p2 = (int(round(x1)), int(round(y1))), (int(round(x2)), int(round(y2)))
         cv2.rectangle(img, p1, p2, colour, thickness)

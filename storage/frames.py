@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -305,3 +305,43 @@ def detections(conn: psycopg.Connection, *, frame_sha256: str | None = None,
         + " ORDER BY frame_ts, frame_sha256, det_index", params).fetchall()
     return [StoredDetection(r[0], r[1], r[2], r[3], r[4], Detection(*r[5:16]), r[16],
                             ModelInfo(*r[17:20])) for r in rows]
+
+
+def _time_bound(frames: dict[str, datetime | None], column: str) -> tuple[str, list]:
+    """A condition bounding event time around the given frames' times. Frames and
+    detections are partitioned (and, after a week, compressed) by time, so a lookup by hash
+    alone opens every chunk; bounded, it opens the one or two that hold the frames. No
+    time known: no bound."""
+    times = [t for t in frames.values() if t is not None]
+    if not times:
+        return "", []
+    return (f" AND {column} BETWEEN %s AND %s",
+            [min(times) - timedelta(seconds=1), max(times) + timedelta(seconds=1)])
+
+
+def frames_by_hash(conn: psycopg.Connection, frames: dict[str, datetime | None]) -> dict[str, Frame]:
+    """The frame rows of the given hashes (sha -> event time, when known; the first row
+    of a hash seen at several times)."""
+    if not frames:
+        return {}
+    bound, params = _time_bound(frames, "f.ts")
+    rows = conn.execute(f"SELECT DISTINCT ON (f.sha256) {_FRAME_SELECT} FROM frames AS f "
+                        "WHERE f.sha256 = ANY(%s)" + bound + " ORDER BY f.sha256, f.ts",
+                        [list(frames), *params]).fetchall()
+    return {r[0]: _frame_from_row(r) for r in rows}
+
+
+def detections_of_frames(conn: psycopg.Connection, frames: dict[str, datetime | None]
+                         ) -> dict[str, list[StoredDetection]]:
+    """Detections of the given frames (sha -> event time, when known), per frame in index
+    order."""
+    out: dict[str, list[StoredDetection]] = {sha: [] for sha in frames}
+    if not frames:
+        return out
+    bound, params = _time_bound(frames, "frame_ts")
+    for r in conn.execute(
+            f"SELECT {', '.join(DETECTION_COLUMNS)} FROM detections WHERE frame_sha256 = ANY(%s)"
+            + bound + " ORDER BY frame_sha256, frame_ts, det_index", [list(frames), *params]):
+        out[r[0]].append(StoredDetection(r[0], r[1], r[2], r[3], r[4], Detection(*r[5:16]),
+                                         r[16], ModelInfo(*r[17:20])))
+    return out

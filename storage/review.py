@@ -11,7 +11,7 @@ import base64
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -441,46 +441,6 @@ def subject_devices(conn: psycopg.Connection, subject_id: str) -> list[tuple]:
         " d.certified_until, d.calibrated_on, d.calibration_due, ds.status FROM devices d"
         " LEFT JOIN device_status ds USING (device_id) WHERE d.subject_id = %s"
         " ORDER BY d.device_id", (subject_id,)).fetchall()
-
-
-def _frame_window(frames: dict[str, datetime | None], column: str) -> tuple[str, list]:
-    """A condition bounding the event time around the given frames' times: frames and
-    detections are partitioned (and, after a week, compressed) by time, so a lookup by
-    hash alone opens every chunk; with bounds it opens the one or two holding the frames.
-    Without any time known, no bound."""
-    times = [t for t in frames.values() if t is not None]
-    if not times:
-        return "", []
-    return (f" AND {column} BETWEEN %s AND %s",
-            [min(times) - timedelta(seconds=1), max(times) + timedelta(seconds=1)])
-
-
-def frame_detections(conn: psycopg.Connection, frames: dict[str, datetime | None]
-                     ) -> dict[str, list[tuple]]:
-    """Detections of the given frames (sha -> event time): sha -> [(class, confidence,
-    x1, y1, x2, y2, model_name, model_version, weights_sha256)]."""
-    out: dict[str, list[tuple]] = {s: [] for s in frames}
-    if not frames:
-        return out
-    bound, params = _frame_window(frames, "frame_ts")
-    for r in conn.execute(
-            "SELECT frame_sha256, class_name, confidence, x1, y1, x2, y2, model_name,"
-            " model_version, weights_sha256 FROM detections WHERE frame_sha256 = ANY(%s)"
-            + bound + " ORDER BY frame_sha256, frame_ts, det_index", [list(frames), *params]):
-        out[r[0]].append(tuple(r[1:]))
-    return out
-
-
-def frame_quality(conn: psycopg.Connection, frames: dict[str, datetime | None]
-                  ) -> dict[str, tuple]:
-    """sha -> (ts, source_id, width, height, sharpness, brightness, clipped, fit, reason)."""
-    if not frames:
-        return {}
-    bound, params = _frame_window(frames, "ts")
-    return {r[0]: tuple(r[1:]) for r in conn.execute(
-        "SELECT DISTINCT ON (sha256) sha256, ts, source_id, width, height, sharpness,"
-        " brightness, clipped, fit_as_evidence, unfit_reason FROM frames"
-        " WHERE sha256 = ANY(%s)" + bound + " ORDER BY sha256, ts", [list(frames), *params])}
 
 
 def evidence_frame_time(conn: psycopg.Connection, sha256: str) -> datetime | None:

@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 
 from citywatch.cmd_review import review_context
+from domain.records import Detection
 from review.security import hash_password
 from rules.engine import evaluate
 from storage import cases as case_store
 from storage import frames as frame_store
 from storage import review as review_store
 from storage.evidence import EvidenceStore
-from storage.frames import Detection, Frame
+from storage.frames import Frame
 from tests.rules.helpers import MODEL, fume_series, local, store_readings
 
 DAY = "2026-11-20"
