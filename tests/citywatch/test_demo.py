@@ -39,3 +39,7 @@ def test_demo_runs_the_whole_pipeline_and_reports_the_known_violations(tmp_path)
     assert ("cone.fence_missing", "P-003") in found
     assert summary["frames"]["done"] == summary["published"]["drone_frames"] + \
         summary["published"]["cone_frames"]
+    # the demo leads to the review app: one user per role, each with its own password
+    users = summary["web"]["users"]
+    assert set(users) == {"demo-officer", "demo-supervisor", "demo-operator", "demo-admin"}
+    assert len(set(users.values())) == 4 and all(len(p) >= 12 for p in users.values())
