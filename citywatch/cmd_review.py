@@ -67,7 +67,7 @@ def review_context(cfg: AppConfig, db: Database):
     from review.app import ReviewContext
     from rules.engine import load_rules
 
-    return ReviewContext(db=db, web=cfg.web, rules=cfg.rules, rule_set=load_rules(cfg),
+    return ReviewContext(db=db, web=cfg.web, rules=cfg.rules, rule_set=load_rules(cfg.rules),
                          evidence_dir=cfg.evidence_dir,
                          registry_dir=cfg.resolve(cfg.registry.directory))
 

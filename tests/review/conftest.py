@@ -86,7 +86,7 @@ def env(config, db) -> Env:
                    + fume_series("FM-00001", local(DAY, "11:30"), 10, 1.1))
     frames = [store_drone_frame(db, store, local(DAY, "10:00") + timedelta(minutes=m),
                                 "M-00002", m) for m in (0, 5)]
-    evaluate(config, db)
+    evaluate(config.rules, db)
     with db.connection() as conn:
         cases = {c.rule_id: c.case_id for c in case_store.list_cases(conn)}
         hashed = password_hash()
