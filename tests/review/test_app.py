@@ -223,6 +223,10 @@ def test_party_link_upload_and_penalty_window(app, env):
         assert "净化器已修复" in page and "may be decided" in page
         r = officer.get(f"/cases/{env.fume_case}/photos/{sub.photos[0]['sha256']}")
         assert r.status_code == 200 and r.content == photo
+    # decisions, the party's link and answer leave the cases verifiable end to end
+    from rules.verify import verify
+    report = verify(env.config.data_path, env.db)
+    assert report.ok, report.problems
 
 
 def test_expired_or_unknown_party_link_is_refused(app, env):
