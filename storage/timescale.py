@@ -216,3 +216,26 @@ def refresh_aggregates(conn: psycopg.Connection, start: datetime, end: datetime)
                     sql.Literal(name), sql.Literal(lo), sql.Literal(hi)))
     finally:
         conn.autocommit = was
+
+
+def pause_jobs(conn: psycopg.Connection) -> None:
+    """Stop the scheduler running this database's policy jobs (benchmarks measure queries
+    alone); `db migrate` does not resume them: alter_job(id, scheduled => true) does."""
+    conn.execute("SELECT alter_job(job_id, scheduled => false) "
+                 "FROM timescaledb_information.jobs WHERE hypertable_name IS NOT NULL")
+
+
+def compress_all(conn: psycopg.Connection, table: str) -> int:
+    """Compress every chunk of a hypertable now; the number of chunks."""
+    n = conn.execute("SELECT count(compress_chunk(c, if_not_compressed => true)) "
+                     "FROM show_chunks(%s) c", (table,)).fetchone()[0]
+    conn.commit()
+    return n
+
+
+def storage_bytes(conn: psycopg.Connection, table: str) -> int:
+    """Bytes a table takes with its indexes and TOAST: every chunk's (compressed or not)
+    for a hypertable, the table's own otherwise."""
+    if installed(conn) and _is_hypertable(conn, table):
+        return conn.execute("SELECT hypertable_size(%s)", (table,)).fetchone()[0]
+    return conn.execute("SELECT pg_total_relation_size(%s)", (table,)).fetchone()[0]
