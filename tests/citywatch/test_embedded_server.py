@@ -35,8 +35,8 @@ def _cli(data_dir, *argv: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=180)
 
 
-def test_commands_leave_no_embedded_server_running(tmp_path):
-    data = tmp_path / "data"
+def test_commands_leave_no_embedded_server_running(embedded_data_dir):
+    data = embedded_data_dir
     migrate = _cli(data, "db", "migrate", "--json")
     assert migrate.returncode == 0, migrate.stderr[-2000:]
     assert "migration 0001_core" in json.loads(migrate.stdout)["applied"]
@@ -48,8 +48,8 @@ def test_commands_leave_no_embedded_server_running(tmp_path):
 
 
 @pytest.mark.slow
-def test_db_stop_stops_a_server_left_by_a_killed_process(tmp_path):
-    data = tmp_path / "data"
+def test_db_stop_stops_a_server_left_by_a_killed_process(embedded_data_dir):
+    data = embedded_data_dir
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from pathlib import Path; "
          "from storage.db import embedded_url; embedded_url(Path(sys.argv[1])); "
