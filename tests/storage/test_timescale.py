@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from citywatch import app
+from domain.sensors import window_columns
 from rules.engine import evaluate
 from simulators import scenario as scenarios
 from storage import cases as case_store
@@ -163,12 +164,12 @@ def _run_jobs_in_background(conn, relations: list[str], procs: list[str],
     deadline = time.monotonic() + timeout_s
     while True:
         rows = conn.execute(
-            "SELECT job_id, last_run_status, last_run_started_at, job_status "
-            "FROM timescaledb_information.job_stats WHERE job_id = ANY(%s)",
-            ([j for j, _, _ in jobs],)).fetchall()
+            "SELECT job_id, last_run_status, coalesce(last_run_started_at >= %s, false), "
+            "job_status FROM timescaledb_information.job_stats WHERE job_id = ANY(%s)",
+            (asked, [j for j, _, _ in jobs])).fetchall()
         conn.commit()
-        ran = {j: status for j, status, started, state in rows
-               if started is not None and started >= asked and state != "Running"}
+        ran = {j: status for j, status, since_asked, state in rows
+               if since_asked and state != "Running"}
         if len(ran) == len(jobs):
             errors = dict(conn.execute(
                 "SELECT job_id, err_message FROM timescaledb_information.job_errors "
@@ -235,7 +236,7 @@ def test_policies_run_as_background_jobs_and_succeed(tsdb):
 
 def _fm_windows(conn, device_id: str) -> list[tuple]:
     rows = conn.execute(
-        "SELECT device_id, bucket, round(fume_mean::numeric, 9), n FROM readings_10min "
+        "SELECT device_id, bucket, round(fume_mg_m3_mean::numeric, 9), n FROM readings_10min "
         "WHERE device_id = %s ORDER BY 2", (device_id,)).fetchall()
     conn.commit()
     return rows
@@ -313,10 +314,9 @@ def _refresh_as_the_policy_does(conn) -> None:
 
 
 def _all_windows(conn, view: str, before: datetime) -> list[tuple]:
-    return conn.execute(
-        f"SELECT device_id, bucket, round(fume_mean::numeric, 9), round(fume_max::numeric, 9), "
-        f"round(pm10_mean::numeric, 9), round(pm25_mean::numeric, 9), n FROM {view} "
-        "WHERE bucket < %s ORDER BY 1, 2", (before,)).fetchall()
+    columns = ", ".join(f"round({c}::numeric, 9)" for c in sorted(window_columns().values()))
+    return conn.execute(f"SELECT device_id, bucket, {columns}, n FROM {view} "
+                        "WHERE bucket < %s ORDER BY 1, 2", (before,)).fetchall()
 
 
 def test_a_day_of_readings_compresses_at_least_eightfold(tsdb):
