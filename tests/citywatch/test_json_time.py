@@ -32,7 +32,7 @@ def test_every_time_in_json_output_is_rfc3339_in_the_configured_zone(config, db,
     monkeypatch.setenv("CITYWATCH_DATABASE_URL", config.database.url)
     monkeypatch.setenv("CITYWATCH_DATA_DIR", config.data_dir)
     store_readings(db, fume_series("FM-00001", local("2026-11-20", "11:00"), 40, 3.0))
-    evaluate(config, db)
+    evaluate(config.rules, db)
     docs = [_run(capsys, "rules", "run")]
     docs.append(_run(capsys, "cases", "list"))
     case_id = docs[-1][0]["case_id"]
