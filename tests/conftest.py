@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from citywatch import app
 from citywatch import config as config_mod
@@ -26,8 +27,9 @@ MQTT_URL = os.environ.get("CITYWATCH_TEST_MQTT", "mqtt://127.0.0.1:1883")
 
 
 def db_url(name: str) -> str:
-    base, _, _ = ADMIN_URL.rpartition("/")
-    return f"{base}/{name}"
+    """The connection string of database `name` on the test server (any form of
+    CITYWATCH_TEST_PG: a URL, one with ?host=/socket/dir, or key=value)."""
+    return make_conninfo(ADMIN_URL, dbname=name)
 
 
 def make_template(timescale: bool = True) -> str:
