@@ -219,10 +219,12 @@ def refresh_aggregates(conn: psycopg.Connection, start: datetime, end: datetime)
 
 
 def pause_jobs(conn: psycopg.Connection) -> None:
-    """Stop the scheduler running this database's policy jobs (benchmarks measure queries
-    alone); `db migrate` does not resume them: alter_job(id, scheduled => true) does."""
+    """Stop the scheduler running this database's policy jobs (benchmarks and tests
+    measure and check queries alone); `db migrate` does not resume them:
+    alter_job(id, scheduled => true) does."""
     conn.execute("SELECT alter_job(job_id, scheduled => false) "
                  "FROM timescaledb_information.jobs WHERE hypertable_name IS NOT NULL")
+    conn.commit()
 
 
 def compress_all(conn: psycopg.Connection, table: str) -> int:

@@ -20,6 +20,7 @@ from psycopg.conninfo import make_conninfo
 from citywatch import app
 from citywatch import config as config_mod
 from citywatch.config import AppConfig
+from storage import timescale
 from storage.db import seal_template, unseal_template
 
 ADMIN_URL = os.environ.get("CITYWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -32,16 +33,21 @@ def db_url(name: str) -> str:
     return make_conninfo(ADMIN_URL, dbname=name)
 
 
-def make_template(timescale: bool = True) -> str:
-    """A new database, migrated (TimescaleDB applied when the server has it and `timescale`)
-    with the demo registry loaded, sealed as a template; its name."""
+def make_template(with_timescale: bool = True) -> str:
+    """A new database, migrated (TimescaleDB applied when the server has it and `with_timescale`,
+    its policy jobs paused) with the demo registry loaded, sealed as a template; its name."""
     name = f"cwtest_template_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     cfg = config_mod.load(env={})
     cfg.database.url = db_url(name)
-    cfg.database.timescale.enabled = timescale
+    cfg.database.timescale.enabled = with_timescale
     database = app.open_database(cfg)
+    with database.connection() as conn:
+        if timescale.installed(conn):
+            # No background compression or refresh in the middle of a test: tests that
+            # exercise the policy jobs run them on request (test_timescale.py).
+            timescale.pause_jobs(conn)
     database.close()
     seal_template(ADMIN_URL, name)
     return name

@@ -152,14 +152,15 @@ def test_processes_starting_at_once_all_start_and_change_each_policy_once(config
 
 def _run_jobs_in_background(conn, relations: list[str], procs: list[str],
                             timeout_s: float = 60.0) -> dict:
-    """Ask the scheduler to run the `procs` policy jobs of `relations` now; wait until each
-    has finished a run started after the request; {(relation, proc): last run status}."""
+    """Ask the scheduler to run the `procs` policy jobs of `relations` now (test databases
+    come with them paused); wait until each has finished a run started after the request;
+    {(relation, proc): last run status}."""
     jobs = conn.execute(
         "SELECT job_id, hypertable_name, proc_name FROM timescaledb_information.jobs "
         "WHERE hypertable_name = ANY(%s) AND proc_name = ANY(%s)", (relations, procs)).fetchall()
     asked = conn.execute("SELECT now()").fetchone()[0]
     for job_id, _, _ in jobs:
-        conn.execute("SELECT alter_job(%s, next_start => now())", (job_id,))
+        conn.execute("SELECT alter_job(%s, scheduled => true, next_start => now())", (job_id,))
     conn.commit()
     ids = [j for j, _, _ in jobs]
     deadline = time.monotonic() + timeout_s
@@ -248,7 +249,7 @@ def _fm_windows(conn, device_id: str) -> list[tuple]:
 @pytest.fixture(scope="module")
 def plain_template():
     """A template migrated without TimescaleDB (plain views) on the same server."""
-    name = make_template(timescale=False)
+    name = make_template(with_timescale=False)
     yield name
     drop_template(name)
 
