@@ -47,26 +47,36 @@ def test_commands_leave_no_embedded_server_running(embedded_data_dir):
     assert (embedded_running(data), _servers(data)) == (None, [])
 
 
-@pytest.mark.slow
-def test_db_stop_stops_a_server_left_by_a_killed_process(embedded_data_dir):
-    data = embedded_data_dir
+def _killed_holder(data_dir) -> None:
+    """A process that starts the embedded server and is killed with SIGKILL (no exit
+    handler runs): the server stays up with a dead process registered as using it."""
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from pathlib import Path; "
          "from storage.db import embedded_url; embedded_url(Path(sys.argv[1])); "
-         "print('up', flush=True); time.sleep(600)", str(data)],
-        env=_env(data), stdout=subprocess.PIPE, text=True)
+         "print('up', flush=True); time.sleep(600)", str(data_dir)],
+        env=_env(data_dir), stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "up"
+    finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait(10)
-        time.sleep(0.5)
-        assert embedded_running(data) is not None  # no exit handler ran: still up
-        stopped = _cli(data, "db", "stop")
-        assert stopped.returncode == 0, stopped.stderr[-2000:]
-        assert "stopped the embedded PostgreSQL" in stopped.stdout
-        assert (embedded_running(data), _servers(data)) == (None, [])
-        again = _cli(data, "db", "stop")
-        assert "no embedded PostgreSQL running" in again.stdout
-    finally:
-        if holder.poll() is None:
-            holder.kill()
+    time.sleep(0.5)
+    assert embedded_running(data_dir) is not None
+
+
+@pytest.mark.slow
+def test_a_server_left_by_a_killed_process_is_stopped_by_the_next_command_or_db_stop(
+        embedded_data_dir):
+    data = embedded_data_dir
+    _killed_holder(data)
+    listed = _cli(data, "cases", "list", "--json")  # the dead registration is dropped
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert (embedded_running(data), _servers(data)) == (None, [])
+
+    _killed_holder(data)
+    stopped = _cli(data, "db", "stop")
+    assert stopped.returncode == 0, stopped.stderr[-2000:]
+    assert "stopped the embedded PostgreSQL" in stopped.stdout
+    assert (embedded_running(data), _servers(data)) == (None, [])
+    again = _cli(data, "db", "stop")
+    assert "no embedded PostgreSQL running" in again.stdout
