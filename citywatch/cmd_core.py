@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from citywatch import app
 from citywatch import config as config_mod
@@ -11,6 +12,7 @@ from domain.registry import RegistryError
 from domain.registry import load as load_registry
 from storage import migrate as migrations
 from storage import stats as db_stats
+from storage.db import stop_embedded_server
 
 
 def register(sub) -> None:
@@ -28,6 +30,10 @@ def register(sub) -> None:
         a = dsub.add_parser(name, help=help_)
         a.add_argument("--json", action="store_true", help="machine-readable output")
         a.set_defaults(func=func)
+    a = dsub.add_parser("stop", help="stop the embedded PostgreSQL under the data directory "
+                        "(each command stops the one it started; this one stops a server left "
+                        "by a process that was killed)")
+    a.set_defaults(func=db_stop)
 
 
 def config_check(args: argparse.Namespace) -> int:
@@ -80,4 +86,16 @@ def db_stats_cmd(args: argparse.Namespace) -> int:
         lines.append("dead letters by reason:")
         lines += [f"  {r:<28} {n:>8,}" for r, n in s["dead_letters_by_reason"].items()]
     emit(s, args.json, "\n".join(lines))
+    return 0
+
+
+def db_stop(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    if cfg.database.url:
+        print("a database URL is configured: there is no embedded server to stop",
+              file=sys.stderr)
+        return 1
+    pid = stop_embedded_server(cfg.data_path)
+    print(f"stopped the embedded PostgreSQL under {cfg.data_path / 'pg'} (pid {pid})" if pid
+          else f"no embedded PostgreSQL running under {cfg.data_path / 'pg'}")
     return 0

@@ -58,7 +58,7 @@ def simulate(args: argparse.Namespace) -> int:
             "by_expected": stats.by_expected, "wall_s": round(stats.wall_s, 2),
             "rate_per_s": round(stats.rate, 1),
             "expected_cases": [{"rule_id": c.rule_id, "subject_id": c.subject_id,
-                                "episode_start": c.episode_start.isoformat()}
+                                "episode_start": c.episode_start}
                                for c in sc.expected_cases]}
     emit(data, args.json, f"published {stats.published:,} messages of {sc.spec.name} "
                           f"({sc.day}) in {stats.wall_s:.1f} s, {stats.rate:,.0f}/s")

@@ -4,14 +4,32 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import datetime, tzinfo
+from zoneinfo import ZoneInfo
 
 from citywatch import config as config_mod
 
+# The zone every time in JSON output is written in: the configured one once loaded.
+_output_zone: tzinfo | None = None
+
 
 def load_config(args: argparse.Namespace) -> config_mod.AppConfig:
-    return config_mod.load(args.config)
+    global _output_zone
+    config = config_mod.load(args.config)
+    _output_zone = ZoneInfo(config.rules.timezone)
+    return config
+
+
+def json_value(value):
+    """JSON for what json cannot write itself: a time as RFC 3339 with the offset of the
+    configured zone (one convention in all output), anything else as its text."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None or _output_zone is None:
+            return value.isoformat()
+        return value.astimezone(_output_zone).isoformat()
+    return str(value)
 
 
 def emit(data, as_json: bool, text: str) -> None:
     """Print `data` as JSON for machines or `text` for people (stdout; logs go to stderr)."""
-    print(json.dumps(data, ensure_ascii=False, indent=2, default=str) if as_json else text)
+    print(json.dumps(data, ensure_ascii=False, indent=2, default=json_value) if as_json else text)

