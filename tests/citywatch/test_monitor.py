@@ -18,7 +18,7 @@ from ingest.collector import Collector
 from simulators.sensors import Publisher
 from storage.db import Database
 from tests.ingest.conftest import wait_until
-from tests.ingest.tcpproxy import TcpProxy
+from tests.ingest.tcpproxy import TcpProxy, server_of, via
 
 
 def _get(port: int, path: str) -> tuple[int, bytes]:
@@ -89,9 +89,8 @@ def test_health_turns_unhealthy_when_acknowledgements_stop(config, db, monitor):
     /healthz answers 503 after the stall limit; restored, everything is stored and
     acknowledged and /healthz answers 200."""
     config.ingest.db_retry_max_s = 0.5
-    port = int(db.url.rsplit(":", 1)[1].split("/")[0])
-    proxy = TcpProxy(("127.0.0.1", port)).start()
-    proxied = Database(db.url.replace(f":{port}/", f":{proxy.port}/"), min_size=1, max_size=2)
+    proxy = TcpProxy(server_of(db.url)).start()
+    proxied = Database(via(db.url, proxy), min_size=1, max_size=2)
     proxied.pool.timeout = 1.0
     proxied.open()
     http = monitor.serve("127.0.0.1", 0)

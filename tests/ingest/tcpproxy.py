@@ -6,6 +6,8 @@ from __future__ import annotations
 import socket
 import threading
 
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
 
 class TcpProxy:
     def __init__(self, target: tuple[str, int]):
@@ -79,3 +81,14 @@ class TcpProxy:
 
     def close(self) -> None:
         self.cut()
+
+
+def server_of(conninfo: str) -> tuple[str, int]:
+    """(host, port) of a PostgreSQL connection string or URL."""
+    params = conninfo_to_dict(conninfo)
+    return params.get("host") or "127.0.0.1", int(params.get("port") or 5432)
+
+
+def via(conninfo: str, proxy: TcpProxy) -> str:
+    """The same connection string, through the proxy."""
+    return make_conninfo(conninfo, host="127.0.0.1", port=proxy.port)

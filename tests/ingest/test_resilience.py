@@ -19,7 +19,7 @@ from ingest.collector import Collector
 from simulators.sensors import publish
 from storage.db import Database
 from tests.ingest.conftest import wait_until
-from tests.ingest.tcpproxy import TcpProxy
+from tests.ingest.tcpproxy import TcpProxy, server_of, via
 from tests.ingest.test_collector import count, expected_rows, stored_rows
 
 
@@ -88,9 +88,8 @@ def test_database_outage_loses_nothing(ingest_config, db, private_broker, violat
     retried, nothing is acknowledged meanwhile, and after the outage everything is stored."""
     cfg = private_broker.apply(ingest_config)
     cfg.ingest.db_retry_max_s = 1.0
-    host, port = "127.0.0.1", int(db.url.rsplit(":", 1)[1].split("/")[0])
-    proxy = TcpProxy((host, port)).start()
-    proxied = Database(db.url.replace(f":{port}/", f":{proxy.port}/"), min_size=1, max_size=2)
+    proxy = TcpProxy(server_of(db.url)).start()
+    proxied = Database(via(db.url, proxy), min_size=1, max_size=2)
     proxied.pool.timeout = 1.0  # shorter than the outage: the collector must see errors
     proxied.open()
     valid = [m for m in violations_messages if m.expected == "valid"][:3000]
