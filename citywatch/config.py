@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from detectors.config import DetectorConfig
 from domain.paths import PROJECT_ROOT
+from ingest.batch.config import BatchConfig
 from ingest.config import IngestConfig, MqttConfig
 from rules.config import RulesConfig
 from storage.config import DatabaseConfig
@@ -70,6 +71,7 @@ class AppConfig(BaseModel):
     detectors: DetectorConfig = Field(default_factory=DetectorConfig, title="Detectors")
     rules: RulesConfig = Field(default_factory=RulesConfig, title="Rule engine")
     monitor: MonitorConfig = Field(default_factory=MonitorConfig, title="Metrics and health")
+    batch: BatchConfig = Field(default_factory=BatchConfig, title="Batch runs over recorded footage")
 
     def resolve(self, path: str | os.PathLike[str]) -> Path:
         """A configured path, absolute as given or relative to the project root."""
