@@ -12,11 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from tqdm import tqdm
 
 from citywatch.config import AppConfig
 from detectors.worker import load_zones, make_worker
+from ingest.batch import drop
 from ingest.batch import run as batch_run
 from storage import batch as batch_repo
 from storage.db import Database
@@ -31,6 +33,8 @@ class RunSummary:
     sources: int = 0
     new_sources: int = 0
     refused: list[str] = field(default_factory=list)
+    refused_paths: list[tuple[Path, str]] = field(default_factory=list)
+    registered: list[batch_run.Registered] = field(default_factory=list)
     progress: dict = field(default_factory=dict)
     cases: dict = field(default_factory=dict)
     wall_s: float = 0.0
@@ -85,10 +89,12 @@ def run(config: AppConfig, db: Database, paths: Sequence[str | Path], *,
         run_id = batch_repo.create_run(conn, batch_run.claimer_id(), {
             "paths": [str(p) for p in paths], "drone": drone, "camera": camera,
             "sample_fps": sample_fps or bcfg.sample_fps})
-    summary = RunSummary(run_id, refused=list(refused))
-    for r in refused:
-        log.warning("refused: %s", r)
+    summary = RunSummary(run_id, refused=[f"{p}: {why}" for p, why in refused],
+                         refused_paths=refused)
+    for line in summary.refused:
+        log.warning("refused: %s", line)
     registered = batch_run.register(db, library, run_id, specs, bcfg, sample_fps=sample_fps)
+    summary.registered = registered
     summary.sources = len(registered)
     summary.new_sources = sum(r.new for r in registered)
     for r in registered:
@@ -178,3 +184,43 @@ def _judge(config: AppConfig, db: Database, run_id: int) -> dict:
                       actor="batch-run")
     return {"created": result.created, "extended": result.extended, "by_rule": result.by_rule,
             "case_ids": list(result.case_ids)}
+
+
+def sweep(config: AppConfig, db: Database, *, stop: threading.Event | None = None,
+          sleep=time.sleep) -> RunSummary | None:
+    """Process the complete, unmarked files of the drop folder once and mark each (done or
+    refused, with the reason). None when there was nothing to take."""
+    root = config.resolve(config.batch.drop_dir)
+    files = drop.stable(drop.candidates(root), config.batch.stable_s, sleep)
+    if not files:
+        return None
+    log.info("drop folder %s: %d complete files", root, len(files))
+    summary = run(config, db, files, stop=stop, progress=False)
+    if summary.status != "done":
+        return summary  # interrupted: the files stay unmarked and are taken next time
+    for path, why in summary.refused_paths:
+        drop.mark(path, "refused", {"run_id": summary.run_id, "reason": why})
+    for r in summary.registered:
+        drop.mark(r.spec.path, "done", {
+            "run_id": summary.run_id, "sha256": r.source.sha256 if r.source else None,
+            "device_id": r.spec.device_id, "new": r.new, "error": r.error})
+    return summary
+
+
+def schedule(config: AppConfig, db: Database, stop: threading.Event, *,
+             once: bool = False) -> None:
+    """Sweep the drop folder whenever `batch.schedule` (cron, local time) fires, until
+    `stop`; with `once`, sweep now and return."""
+    tz = ZoneInfo(config.batch.timezone)
+    while not stop.is_set():
+        if not once:
+            due = drop.next_sweep(config.batch.schedule, datetime.now(tz))
+            log.info("next sweep of the drop folder at %s", due.isoformat())
+            if stop.wait(max(0.0, (due - datetime.now(tz)).total_seconds())):
+                return
+        summary = sweep(config, db, stop=stop)
+        if summary is not None:
+            log.info("sweep: run %s %s, %d files (%d new), %d refused", summary.run_id,
+                     summary.status, summary.sources, summary.new_sources, len(summary.refused))
+        if once:
+            return

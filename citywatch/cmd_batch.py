@@ -35,6 +35,11 @@ def register(sub) -> None:
     r.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
     r.set_defaults(func=run)
 
+    s = bsub.add_parser("schedule", help="sweep the drop folder on the batch.schedule cron")
+    s.add_argument("--once", action="store_true", help="sweep now, once, and exit (for timers)")
+    s.add_argument("-n", "--workers", type=int, help="detector threads (default detectors.workers)")
+    s.set_defaults(func=schedule)
+
 
 def _config(args: argparse.Namespace):
     cfg = load_config(args)
@@ -64,3 +69,17 @@ def run(args: argparse.Namespace) -> int:
     emit(summary.as_dict(), args.json, text)
     return 0 if summary.status == "done" and not summary.refused else (
         130 if summary.status == "interrupted" else 1)
+
+
+def schedule(args: argparse.Namespace) -> int:
+    from citywatch import batch
+
+    cfg = _config(args)
+    if args.workers is not None:
+        cfg.detectors = cfg.detectors.model_copy(update={"workers": args.workers})
+    db = app.open_database(cfg, name="citywatch-batch")
+    try:
+        batch.schedule(cfg, db, stop_on_signals(), once=args.once)
+    finally:
+        db.close()
+    return 0

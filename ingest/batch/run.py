@@ -99,15 +99,15 @@ def _dead_on_this_host(owners: Iterable[str]) -> list[str]:
 
 def discover(paths: Sequence[str | Path], *, drone: str | None = None,
              camera: str | None = None, start: datetime | None = None,
-             device_kinds: dict[str, str]) -> tuple[list[SourceSpec], list[str]]:
+             device_kinds: dict[str, str]) -> tuple[list[SourceSpec], list[tuple[Path, str]]]:
     """What each path holds: videos (with an SRT sidecar: drone video), photo folders.
 
     The device is `drone` / `camera` when given, else the name of the folder the file lies
     in (`<drop>/<device_id>/...`); it must be a registered device of the right kind.
-    Returns the specs and one line per path that cannot be taken.
+    Returns the specs and, per path that cannot be taken, the path and why.
     """
     files: list[Path] = []
-    problems: list[str] = []
+    problems: list[tuple[Path, str]] = []
     for p in map(Path, paths):
         if p.is_dir():
             files += sorted(f for f in p.rglob("*") if f.is_file()
@@ -115,15 +115,15 @@ def discover(paths: Sequence[str | Path], *, drone: str | None = None,
         elif p.is_file():
             files.append(p)
         else:
-            problems.append(f"{p}: no such file or folder")
+            problems.append((p, "no such file or folder"))
     specs = []
     for f in files:
         device = drone or camera or f.parent.name
         kind_of_device = device_kinds.get(device)
         if kind_of_device is None:
-            problems.append(f"{f}: device {device!r} is not in the registry "
-                            "(name it with --drone / --camera, or drop the file in a folder "
-                            "named after the device)")
+            problems.append((f, f"device {device!r} is not in the registry (name it with "
+                                "--drone / --camera, or drop the file in a folder named "
+                                "after the device)"))
             continue
         suffix = f.suffix.lower()
         if suffix in PHOTO_SUFFIXES:
@@ -131,15 +131,15 @@ def discover(paths: Sequence[str | Path], *, drone: str | None = None,
         elif suffix in VIDEO_SUFFIXES:
             kind = "drone_video" if kind_of_device == "drone" else "camera_video"
         else:
-            problems.append(f"{f}: not a video or JPEG photo")
+            problems.append((f, "not a video or JPEG photo"))
             continue
         if kind not in KIND_OF_DEVICE.get(kind_of_device, ()):
-            problems.append(f"{f}: device {device} is a {kind_of_device}, which does not "
-                            f"record {kind.replace('_', ' ')}s")
+            problems.append((f, f"device {device} is a {kind_of_device}, which does not "
+                                f"record {kind.replace('_', ' ')}s"))
             continue
         if kind == "drone_video" and sidecar(f) is None:
-            problems.append(f"{f}: drone video without its SRT telemetry file "
-                            f"({f.with_suffix('.SRT').name}); frames cannot be placed")
+            problems.append((f, f"drone video without its SRT telemetry file "
+                                f"({f.with_suffix('.SRT').name}); frames cannot be placed"))
             continue
         specs.append(SourceSpec(f, kind, device, start))
     return specs, problems
@@ -207,7 +207,7 @@ def register(db: Database, library: Library, run_id: int, specs: Sequence[Source
 def _index(spec: SourceSpec, sha: str, library: Library, config: BatchConfig, fps: float,
            tz: ZoneInfo) -> tuple[Source, list[list[int]], str | None]:
     size = spec.path.stat().st_size
-    problems: list[str] = []
+    problems: list[tuple[Path, str]] = []
     side_sha = None
     try:
         if spec.kind == "photo":
