@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-from datetime import datetime
+from datetime import UTC, date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from citywatch import app
 from citywatch.cli import emit, load_config
@@ -39,6 +41,14 @@ def register(sub) -> None:
     s.add_argument("--once", action="store_true", help="sweep now, once, and exit (for timers)")
     s.add_argument("-n", "--workers", type=int, help="detector threads (default detectors.workers)")
     s.set_defaults(func=schedule)
+
+    m = bsub.add_parser("report", help="the morning report of a night's runs (HTML and PDF)")
+    m.add_argument("--night", type=date.fromisoformat, metavar="DATE",
+                   help="the night's date, noon to noon local time (default: last night)")
+    m.add_argument("--out", help="folder for the report (default batch.report_dir)")
+    m.add_argument("--no-pdf", action="store_true", help="HTML only")
+    m.add_argument("--json", action="store_true", help="the report's figures as JSON on stdout")
+    m.set_defaults(func=report)
 
 
 def _config(args: argparse.Namespace):
@@ -82,4 +92,28 @@ def schedule(args: argparse.Namespace) -> int:
         batch.schedule(cfg, db, stop_on_signals(), once=args.once)
     finally:
         db.close()
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    from ingest.batch import report as night_report
+    from storage.evidence import EvidenceStore
+
+    cfg = load_config(args)
+    tz = cfg.batch.timezone
+    night = args.night or night_report.last_night(datetime.now(UTC), ZoneInfo(tz))
+    out = Path(args.out) if args.out else cfg.resolve(cfg.batch.report_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    db = app.open_database(cfg, name="citywatch-batch")
+    try:
+        r = night_report.build(db, night, tz)
+    finally:
+        db.close()
+    store = EvidenceStore(cfg.evidence_dir)
+    written = [night_report.write_html(r, store, out)]
+    if not args.no_pdf:
+        written.append(night_report.write_pdf(r, store, out, cfg.batch.report_font))
+    data = r.as_dict() | {"written": [str(p) for p in written]}
+    emit(data, args.json, f"night of {night}: {len(r.sources)} files, {r.sampled} frames, "
+                          f"{len(r.cases)} cases\n" + "\n".join(str(p) for p in written))
     return 0

@@ -278,3 +278,98 @@ def chunk_states(conn: psycopg.Connection, source_sha256: str) -> list[tuple[int
     return conn.execute(
         "SELECT chunk_no, status, attempts, error FROM batch_chunks WHERE source_sha256 = %s"
         " ORDER BY chunk_no", (source_sha256,)).fetchall()
+
+
+# -- the morning report ------------------------------------------------------------------
+
+
+def runs_between(conn: psycopg.Connection, since: datetime, until: datetime) -> list[dict]:
+    """Runs started in [since, until), oldest first."""
+    cur = conn.execute(
+        "SELECT run_id, started_at, finished_at, status, started_by, options FROM batch_runs"
+        " WHERE started_at >= %s AND started_at < %s ORDER BY run_id", (since, until))
+    cols = [c.name for c in cur.description]
+    return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+
+def sources_of_runs(conn: psycopg.Connection, run_ids: Sequence[int]) -> list[tuple[Source, int]]:
+    """The runs' sources (each once) and how many of its frames were sampled."""
+    rows = conn.execute(
+        f"SELECT {', '.join('s.' + c for c in _SOURCE_COLS)},"
+        " (SELECT count(*) FROM batch_frames b WHERE b.source_sha256 = s.sha256)"
+        " FROM batch_sources s WHERE s.sha256 IN"
+        " (SELECT source_sha256 FROM batch_run_sources WHERE run_id = ANY(%s))"
+        " ORDER BY s.registered_at, s.path", (list(run_ids),)).fetchall()
+    return [(_source(r[:-1]), r[-1]) for r in rows]
+
+
+def night_frames(conn: psycopg.Connection, run_ids: Sequence[int]
+                 ) -> list[tuple[Frame, str, str | None]]:
+    """Every sampled frame of the runs' sources: (frame, queue status, last error)."""
+    rows = conn.execute(
+        f"SELECT {frames_repo.FRAME_SELECT}, f.status, f.last_error FROM frames f"
+        " JOIN batch_frames b ON b.frame_sha256 = f.sha256 AND b.frame_ts = f.ts"
+        " WHERE b.source_sha256 IN"
+        " (SELECT source_sha256 FROM batch_run_sources WHERE run_id = ANY(%s))"
+        " ORDER BY f.ts", (list(run_ids),)).fetchall()
+    return [(frames_repo.frame_from_row(r[:-2]), r[-2], r[-1]) for r in rows]
+
+
+def failed_chunks(conn: psycopg.Connection, run_ids: Sequence[int]) -> list[tuple]:
+    """(file, chunk no, status, error) of chunks that failed or met undecodable frames."""
+    return conn.execute(
+        "SELECT s.path, c.chunk_no, c.status, c.error FROM batch_chunks c"
+        " JOIN batch_sources s ON s.sha256 = c.source_sha256"
+        " WHERE c.source_sha256 IN"
+        " (SELECT source_sha256 FROM batch_run_sources WHERE run_id = ANY(%s))"
+        " AND (c.status = 'failed' OR c.error IS NOT NULL) ORDER BY s.path, c.chunk_no",
+        (list(run_ids),)).fetchall()
+
+
+@dataclass(frozen=True, slots=True)
+class FoundCase:
+    """A case that rests on frames of a night's footage, with its best frame."""
+
+    case_id: int
+    rule_id: str
+    title: str
+    subject_id: str
+    subject_name: str
+    area_id: str | None
+    status: str
+    evidence_state: str
+    episode_start: datetime
+    created_at: datetime
+    best_sha256: str | None
+    best_box: tuple[float, float, float, float] | None
+    best_class: str | None
+    best_confidence: float | None
+
+
+def cases_from_runs(conn: psycopg.Connection, run_ids: Sequence[int]) -> list[FoundCase]:
+    """Cases whose evidence includes a frame sampled by the runs, each with its best frame:
+    the most confident detection at the case's subject (else any), fit frames first."""
+    rows = conn.execute(
+        """
+        WITH night AS (
+            SELECT DISTINCT e.case_id FROM case_evidence e
+              JOIN batch_frames b ON e.kind = 'frame' AND e.sha256 = b.frame_sha256
+             WHERE b.source_sha256 IN
+                   (SELECT source_sha256 FROM batch_run_sources WHERE run_id = ANY(%s))),
+        best AS (
+            SELECT DISTINCT ON (e.case_id) e.case_id, d.frame_sha256, d.x1, d.y1, d.x2, d.y2,
+                   d.class_name, d.confidence
+              FROM case_evidence e JOIN cases c ON c.case_id = e.case_id
+              JOIN detections d ON e.kind = 'frame' AND d.frame_sha256 = e.sha256
+             WHERE e.case_id IN (SELECT case_id FROM night)
+             ORDER BY e.case_id, (d.subject_id = c.subject_id) DESC NULLS LAST,
+                      d.fit_as_evidence DESC NULLS LAST, d.confidence DESC)
+        SELECT c.case_id, c.rule_id, c.title, c.subject_id, s.name, s.area_id, c.status,
+               c.evidence_state, c.episode_start, c.created_at, b.frame_sha256,
+               b.x1, b.y1, b.x2, b.y2, b.class_name, b.confidence
+          FROM cases c JOIN subjects s ON s.subject_id = c.subject_id
+          LEFT JOIN best b ON b.case_id = c.case_id
+         WHERE c.case_id IN (SELECT case_id FROM night) AND c.fused_into IS NULL
+         ORDER BY c.rule_id, s.area_id, c.subject_id, c.episode_start
+        """, (list(run_ids),)).fetchall()
+    return [FoundCase(*r[:11], tuple(r[11:15]) if r[10] else None, r[15], r[16]) for r in rows]

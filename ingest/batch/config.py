@@ -46,6 +46,10 @@ class BatchConfig(BaseModel):
         30.0, ge=0, title="A file is complete once its size has not changed for this long (s)")
     report_dir: str = Field(
         "var/batch/reports", title="Where morning reports are written (HTML and PDF)")
+    report_font: str | None = Field(
+        "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc", title="CJK font of the PDF report",
+        description="A TrueType font with Chinese glyphs (Debian: fonts-wqy-microhei). Without "
+        "one the PDF leaves Chinese text out; the HTML report is complete either way.")
 
     @field_validator("schedule")
     @classmethod

@@ -6,17 +6,19 @@ recording lands at its permit."""
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from citywatch import batch
 from domain.geo import distance_m
-from ingest.batch import video
+from ingest.batch import report, video
 from simulators import footage
 from storage import batch as batch_repo
 from storage import frames as frames_repo
 from storage.cases import list_cases
+from storage.evidence import EvidenceStore
 
 from .conftest import STALLS, copy_to
 
@@ -47,7 +49,7 @@ def assert_stalls_found(conn, truth: dict[str, footage.PlacedObject]) -> set[str
 
 @pytest.mark.slow
 def test_drone_video_with_srt_finds_the_stalls_and_a_second_run_adds_nothing(
-        trained, db, street_video):
+        trained, db, street_video, tmp_path):
     clip = street_video
     index = video.probe(clip.path)
     samples = index.sample(1)
@@ -74,6 +76,24 @@ def test_drone_video_with_srt_finds_the_stalls_and_a_second_run_adds_nothing(
         detections = len(frames_repo.detections(conn))
     original = trained.evidence_dir / "originals" / sha[:2] / sha[2:4] / f"{sha}.mp4"
     assert _sha(original) == sha
+
+    # the morning report: the cases with their best frames, the stalls' merchants covered
+    night = report.last_night(datetime.now(UTC), ZoneInfo(trained.batch.timezone))
+    r = report.build(db, night, trained.batch.timezone)
+    data = r.as_dict()
+    assert (data["files"], data["frames_sampled"], data["frames_fit"]) == (1, len(samples),
+                                                                          len(samples))
+    assert data["footage_hours"] == round(index.duration_s / 3600, 3)
+    assert data["cases_by_rule_and_area"] == [
+        {"rule_id": "drone.street_vending", "area_id": "AR-05", "cases": 4}]
+    assert set(STALLS) <= set(data["seen"]["merchant"])
+    assert data["not_seen"]["merchant"] > 1000 and data["failures"]["sources"] == []
+    store = EvidenceStore(trained.evidence_dir)
+    html = report.write_html(r, store, tmp_path)
+    pdf = report.write_pdf(r, store, tmp_path, trained.batch.report_font)
+    thumbs = sorted((tmp_path / html.stem).glob("case-*.jpg"))
+    assert len(thumbs) == 4 and all(t.name in html.read_text() for t in thumbs)
+    assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 20_000
 
     second = batch.run(trained, db, [clip.path.parent], progress=False)
     assert (second.status, second.new_sources) == ("done", 0)
@@ -120,6 +140,10 @@ def test_truncated_video_is_processed_up_to_the_damage_and_reported(trained, db,
     assert all(status == "done" for _, status, _, _ in chunks)
     if queued < source.samples:
         assert "not decodable" in chunks[-1][3]
+    r = report.build(db, report.last_night(datetime.now(UTC), ZoneInfo(trained.batch.timezone)),
+                     trained.batch.timezone).as_dict()
+    (failed,) = r["failures"]["sources"]
+    assert failed["status"] == "partial" and "damaged" in failed["problems"][0]
 
 
 def test_cone_camera_recording_lands_at_its_permit(trained, db, registry, tmp_path):
