@@ -173,15 +173,22 @@ def run(config: AppConfig, db: Database, paths: Sequence[str | Path], *,
 
 def _judge(config: AppConfig, db: Database, run_id: int) -> dict:
     """Evaluate the rules over the run's event time (with a margin for rule windows)."""
-    from rules.engine import evaluate
+    from rules.engine import EngineBusy, evaluate
 
     with db.connection() as conn:
         span = batch_repo.run_event_range(conn, run_id)
     if span is None:
         return {}
     margin = timedelta(hours=1)
-    result = evaluate(config, db, since=span[0] - margin, until=span[1] + margin,
-                      actor="batch-run")
+    for attempt in range(60):  # the live engine may hold the lock for a moment
+        try:
+            result = evaluate(config, db, since=span[0] - margin, until=span[1] + margin,
+                              actor="batch-run")
+            break
+        except EngineBusy:
+            if attempt == 59:
+                raise
+            time.sleep(1.0)
     return {"created": result.created, "extended": result.extended, "by_rule": result.by_rule,
             "case_ids": list(result.case_ids)}
 

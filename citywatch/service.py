@@ -85,12 +85,29 @@ def start(config: AppConfig, stop: threading.Event, stages: tuple[str, ...] = ST
                                  name="rules", daemon=True)
             t.start()
             pipeline.threads.append(t)
+        if config.batch.in_service:
+            t = threading.Thread(target=_sweeps, args=(config, db, stop), name="batch-schedule",
+                                 daemon=True)
+            t.start()
+            pipeline.threads.append(t)
         if config.monitor.port is not None:
             pipeline.monitor_port = monitor.serve(config.monitor.host, config.monitor.port)
     except BaseException:
         pipeline.close()
         raise
     return pipeline
+
+
+def _sweeps(config: AppConfig, db: Database, stop: threading.Event) -> None:
+    """The drop-folder schedule as a stage of the service; if it fails, the service stops
+    (it must not go on without the overnight runs it was asked to do)."""
+    from citywatch import batch
+
+    try:
+        batch.schedule(config, db, stop)
+    except Exception:
+        log.exception("batch schedule failed; stopping the service")
+        stop.set()
 
 
 def run(config: AppConfig, stages: tuple[str, ...] = STAGES) -> int:

@@ -22,7 +22,7 @@ import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from fractions import Fraction
 from pathlib import Path
 
@@ -73,7 +73,7 @@ def _encoder(path: Path, width: int, height: int, fps: int, keyint: int,
     # faststart puts the index first, as cameras that survive a power cut do: a truncated
     # file still says where every frame was.
     out = av.open(str(path), "w", options={"movflags": "+faststart"})
-    out.metadata["creation_time"] = start.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000000Z")
+    out.metadata["creation_time"] = start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000000Z")
     stream = out.add_stream("libx264", rate=fps)
     stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
     stream.codec_context.gop_size = keyint

@@ -135,7 +135,7 @@ def claim_chunk(conn: psycopg.Connection, worker: str, run_id: int | None = None
     """Claim one pending chunk (of the run's sources, or of any source), oldest source
     first; committed. None when nothing is pending."""
     row = conn.execute(
-        f"""
+        """
         UPDATE batch_chunks AS c SET status = 'processing', claimed_by = %(w)s,
                claimed_at = now(), attempts = c.attempts + 1
           FROM (SELECT k.source_sha256, k.chunk_no FROM batch_chunks k

@@ -42,6 +42,10 @@ class BatchConfig(BaseModel):
         "device (`<drop>/<device_id>/DJI_0001.MP4` + `.SRT`, photos, camera recordings).")
     schedule: str = Field(
         "0 1 * * *", title="When the drop folder is swept (cron expression, local time)")
+    in_service: bool = Field(
+        False, title="Sweep the drop folder inside `citywatch run`",
+        description="Otherwise run `citywatch batch schedule` (or a systemd timer calling "
+        "`citywatch batch schedule --once`).")
     stable_s: float = Field(
         30.0, ge=0, title="A file is complete once its size has not changed for this long (s)")
     report_dir: str = Field(
