@@ -145,7 +145,7 @@ def run(config: AppConfig, db: Database, paths: Sequence[str | Path], *,
                 # chunks held by other processes: take them over once their claims go stale
                 batch_run.Sampler(db, evidence, library, bcfg, config.detectors,
                                   run_id=scope).run(stop)
-            stop.wait(0.5)
+            stop.wait(0.2)
     finally:
         detect_stop.set()
         for t in worker_threads:
