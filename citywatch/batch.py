@@ -182,7 +182,7 @@ def _judge(config: AppConfig, db: Database, run_id: int) -> dict:
     margin = timedelta(hours=1)
     for attempt in range(60):  # the live engine may hold the lock for a moment
         try:
-            result = evaluate(config, db, since=span[0] - margin, until=span[1] + margin,
+            result = evaluate(config.rules, db, since=span[0] - margin, until=span[1] + margin,
                               actor="batch-run")
             break
         except EngineBusy:

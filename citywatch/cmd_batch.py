@@ -9,7 +9,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from citywatch import app
-from citywatch.cli import emit, load_config
+from citywatch.console import emit, load_config
 from citywatch.service import stop_on_signals
 
 log = logging.getLogger(__name__)

@@ -145,4 +145,6 @@ def load(path: str | os.PathLike[str] | None = None, *, env: dict[str, str] | No
     # Parts get their own section with paths they can use as they are.
     config.rules.directory = str(config.resolve(config.rules.directory))
     config.registry.directory = str(config.resolve(config.registry.directory))
+    config.batch.drop_dir = str(config.resolve(config.batch.drop_dir))
+    config.batch.report_dir = str(config.resolve(config.batch.report_dir))
     return config

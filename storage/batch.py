@@ -6,7 +6,7 @@ any number of processes on any number of machines split a night's files. A sampl
 is written together with its frames-queue row in one transaction, and the chunk is marked
 done (fenced on its claim) only after all its frames are in: a worker killed mid-chunk
 leaves its frames and a claim that `hand_back` returns, and the next worker samples only
-the indices not yet recorded. See storage/migrations/0005_batch.sql.
+the indices not yet recorded. See storage/migrations/0007_batch.sql.
 """
 
 from __future__ import annotations

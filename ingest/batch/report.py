@@ -32,7 +32,8 @@ import numpy as np
 from shapely import STRtree
 from shapely.geometry import Polygon, shape
 
-from detectors.georef import GeorefError, ground_footprint
+from detectors.georef import GeorefError, pixels_to_wgs84
+from domain.vocabulary import DeviceKind
 from storage import batch as batch_repo
 from storage import registry as registry_repo
 from storage.batch import FoundCase, Source
@@ -126,8 +127,9 @@ def _reason_code(reason: str) -> str:
 
 
 def _footprint(frame: Frame) -> Polygon | None:
+    w, h = frame.width, frame.height
     try:
-        corners = ground_footprint(frame.pose, frame.width, frame.height)
+        corners = pixels_to_wgs84(frame.pose, w, h, np.array([[0, 0], [w, 0], [w, h], [0, h]]))
     except GeorefError:
         return None
     pts = [(lon, lat) for c in corners if c for lat, lon in [c]]
@@ -147,7 +149,7 @@ def build(db: Database, night: date, tz_name: str) -> NightReport:
         report.chunk_problems = batch_repo.failed_chunks(conn, ids)
         subjects = [s for s in registry_repo.subjects(conn) if s.kind in COVERED_KINDS]
         camera_subject = {d.device_id: d.subject_id
-                          for d in registry_repo.devices(conn, "cone_camera")}
+                          for d in registry_repo.devices(conn, DeviceKind.CONE_CAMERA)}
     report.frames = len(frames)
     unfit: Counter[str] = Counter()
     for f, status, error in frames:

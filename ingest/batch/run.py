@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 
 from detectors.config import DetectorConfig
+from domain.vocabulary import DeviceKind
 from ingest.batch import photos as photo_meta
 from ingest.batch import srt as srt_mod
 from ingest.batch import video as video_mod
@@ -50,7 +51,8 @@ log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".ts")
 PHOTO_SUFFIXES = (".jpg", ".jpeg")
-KIND_OF_DEVICE = {"drone": ("drone_video", "photo"), "cone_camera": ("camera_video",)}
+KIND_OF_DEVICE = {DeviceKind.DRONE: ("drone_video", "photo"),
+                  DeviceKind.CONE_CAMERA: ("camera_video",)}
 WRITE_GROUP = 4  # frames per queue transaction
 
 
@@ -129,7 +131,7 @@ def discover(paths: Sequence[str | Path], *, drone: str | None = None,
         if suffix in PHOTO_SUFFIXES:
             kind = "photo"
         elif suffix in VIDEO_SUFFIXES:
-            kind = "drone_video" if kind_of_device == "drone" else "camera_video"
+            kind = "drone_video" if kind_of_device == DeviceKind.DRONE else "camera_video"
         else:
             problems.append((f, "not a video or JPEG photo"))
             continue

@@ -46,7 +46,7 @@ def test_two_samplers_share_the_chunks_and_queue_each_frame_once(config, db, sho
 
 def test_a_dead_samplers_claim_is_handed_back_at_once(config, db, short_clip):
     library, run_id, source = _setup(config, db, short_clip)
-    dead = "%s:999999999:gone" % batch_run.claimer_id().split(":")[0]  # no such pid
+    dead = f"{batch_run.claimer_id().split(':')[0]}:999999999:gone"  # no such pid
     with db.connection() as conn:
         claimed = batch_repo.claim_chunk(conn, dead, run_id)
     assert claimed.chunk_no == 0
