@@ -4,6 +4,7 @@ sampled frame queued and detected exactly once, none lost."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -60,6 +61,8 @@ def test_kill_9_mid_run_then_resume_loses_nothing_and_detects_nothing_twice(
     second = _cli(cfg_file, *args)
     out, err = second.communicate(timeout=240)
     assert second.returncode == 0, err.decode()[-3000:]
+    summary = json.loads(out)  # --json: JSON on stdout and nothing else
+    assert (summary["status"], summary["new_sources"]) == ("done", 0)
 
     sha = hashlib.sha256(street_video.path.read_bytes()).hexdigest()
     with psycopg.connect(url) as conn:
