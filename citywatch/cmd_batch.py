@@ -37,6 +37,11 @@ def register(sub) -> None:
     r.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
     r.set_defaults(func=run)
 
+    st = bsub.add_parser("status", help="recent runs and how far they are")
+    st.add_argument("--limit", type=int, default=10)
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+    st.set_defaults(func=status)
+
     s = bsub.add_parser("schedule", help="sweep the drop folder on the batch.schedule cron")
     s.add_argument("--once", action="store_true", help="sweep now, once, and exit (for timers)")
     s.add_argument("-n", "--workers", type=int, help="detector threads (default detectors.workers)")
@@ -116,4 +121,23 @@ def report(args: argparse.Namespace) -> int:
     data = r.as_dict() | {"written": [str(p) for p in written]}
     emit(data, args.json, f"night of {night}: {len(r.sources)} files, {r.sampled} frames, "
                           f"{len(r.cases)} cases\n" + "\n".join(str(p) for p in written))
+    return 0
+
+
+def status(args: argparse.Namespace) -> int:
+    from storage import batch as batch_repo
+
+    cfg = load_config(args)
+    db = app.open_database(cfg, name="citywatch-batch")
+    try:
+        with db.connection() as conn:
+            runs = batch_repo.recent_runs(conn, args.limit)
+    finally:
+        db.close()
+    lines = [f"run {r['run_id']:>5} {r['status']:<11} started {r['started_at']:%Y-%m-%d %H:%M} "
+             f"by {r['started_by']}: {r['progress']['sources']} files, "
+             f"{r['progress']['sampled']}/{r['progress']['samples']} sampled, "
+             f"{r['progress']['detected']} detected, {r['progress']['chunks_open']} chunks open"
+             for r in runs]
+    emit(runs, args.json, "\n".join(lines) or "no batch runs yet")
     return 0

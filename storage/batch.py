@@ -373,3 +373,15 @@ def cases_from_runs(conn: psycopg.Connection, run_ids: Sequence[int]) -> list[Fo
          ORDER BY c.rule_id, s.area_id, c.subject_id, c.episode_start
         """, (list(run_ids),)).fetchall()
     return [FoundCase(*r[:11], tuple(r[11:15]) if r[10] else None, r[15], r[16]) for r in rows]
+
+
+def recent_runs(conn: psycopg.Connection, limit: int = 20) -> list[dict]:
+    """The latest runs, newest first, with their progress (what the review app shows)."""
+    cur = conn.execute(
+        "SELECT run_id, started_at, finished_at, updated_at, status, started_by FROM batch_runs"
+        " ORDER BY run_id DESC LIMIT %s", (limit,))
+    cols = [c.name for c in cur.description]
+    runs = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+    for r in runs:
+        r["progress"] = progress(conn, r["run_id"])
+    return runs

@@ -54,6 +54,10 @@ def test_the_sweep_picks_up_a_dropped_file_once(trained, db, short_clip, tmp_pat
         stray.with_name(stray.name + ".refused").read_text())["reason"]
     with db.connection() as conn:
         assert len(batch_repo.sampled_frames(conn, marker["sha256"])) == 4
+        (run,) = batch_repo.recent_runs(conn)  # what `citywatch batch status` shows
+    assert run["status"] == "done" and run["progress"] == {
+        "samples": 4, "sampled": 4, "detected": 4, "chunks_open": 0, "sources": 1,
+        "footage_frames": 120}
 
     assert batch.sweep(trained, db) is None  # nothing new: the file is not taken again
     with db.connection() as conn:
