@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "citywatch.cmd_model",
     "citywatch.cmd_rules",
     "citywatch.cmd_review",
+    "citywatch.cmd_batch",
 )
 
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from detectors.config import DetectorConfig
 from domain.paths import PROJECT_ROOT
+from ingest.batch.config import BatchConfig
 from ingest.config import IngestConfig, MqttConfig
 from review.config import WebConfig
 from rules.config import RulesConfig
@@ -72,6 +73,7 @@ class AppConfig(BaseModel):
     rules: RulesConfig = Field(default_factory=RulesConfig, title="Rule engine")
     monitor: MonitorConfig = Field(default_factory=MonitorConfig, title="Metrics and health")
     web: WebConfig = Field(default_factory=WebConfig, title="Review app and cockpit")
+    batch: BatchConfig = Field(default_factory=BatchConfig, title="Batch runs over recorded footage")
 
     def resolve(self, path: str | os.PathLike[str]) -> Path:
         """A configured path, absolute as given or relative to the project root."""
@@ -145,4 +147,6 @@ def load(path: str | os.PathLike[str] | None = None, *, env: dict[str, str] | No
     # Parts get their own section with paths they can use as they are.
     config.rules.directory = str(config.resolve(config.rules.directory))
     config.registry.directory = str(config.resolve(config.registry.directory))
+    config.batch.drop_dir = str(config.resolve(config.batch.drop_dir))
+    config.batch.report_dir = str(config.resolve(config.batch.report_dir))
     return config

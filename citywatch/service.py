@@ -87,6 +87,11 @@ def start(config: AppConfig, stop: threading.Event, stages: tuple[str, ...] = ST
                                  name="rules", daemon=True)
             t.start()
             pipeline.threads.append(t)
+        if config.batch.in_service:
+            t = threading.Thread(target=_sweeps, args=(pipeline,), name="batch-schedule",
+                                 daemon=True)
+            t.start()
+            pipeline.threads.append(t)
         if config.monitor.port is not None:
             pipeline.monitor_port = monitor.serve(config.monitor.host, config.monitor.port)
         if with_web:
@@ -95,6 +100,19 @@ def start(config: AppConfig, stop: threading.Event, stages: tuple[str, ...] = ST
         pipeline.close()
         raise
     return pipeline
+
+
+def _sweeps(pipeline: Pipeline) -> None:
+    """The drop-folder schedule as a stage of the service; if it fails, the service stops,
+    non-zero (it must not go on without the overnight runs it was asked to do)."""
+    from citywatch import batch
+
+    try:
+        batch.schedule(pipeline.config, pipeline.db, pipeline.stop)
+    except Exception:
+        log.exception("batch schedule failed; stopping the service")
+        pipeline.failures.append("batch schedule failed")
+        pipeline.stop.set()
 
 
 def start_web(pipeline: Pipeline) -> threading.Thread:

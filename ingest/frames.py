@@ -14,6 +14,7 @@ import io
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,7 +49,8 @@ class FrameIn:
     evidence_dir: Path
 
 
-def _pose(header: dict, cfg: DetectorConfig) -> Pose:
+def pose_from(header: dict, cfg: DetectorConfig) -> Pose:
+    """The drone pose of a frame header, within the intake limits; Rejected if not."""
     missing = [f for f in POSE_FIELDS if header.get(f) is None]
     if missing:
         raise Rejected("missing_pose", f"drone frame header lacks {', '.join(missing)}")
@@ -98,18 +100,27 @@ def decode_frame(msg: Message, config: AppConfig) -> FrameIn:
     env = envelope.decode(msg.payload)
     header = env.header
     ts = timestamp(header, msg.received_at, ingest_cfg)
-    pose = _pose(header, cfg) if source_kind == "drone" else None
+    pose = pose_from(header, cfg) if source_kind == "drone" else None
     mission_id = text(header, "mission_id", required=False)
     pixels = _image(env.image, ingest_cfg, cfg)
-    quality = measure(pixels, cfg.quality)
-    frame = Frame(
-        sha256=sha256_of(env.image), ts=ts, received_at=msg.received_at,
-        source_kind=source_kind, source_id=msg.address.device_id,
-        width=quality.width, height=quality.height, bytes=len(env.image), pose=pose,
-        mission_id=mission_id, header=header, sharpness=quality.sharpness,
-        brightness=quality.brightness, clipped=quality.clipped,
-        fit_as_evidence=quality.fit, unfit_reason=quality.reason)
+    frame = frame_record(env.image, pixels, ts=ts, received_at=msg.received_at,
+                         source_kind=source_kind, device_id=msg.address.device_id, pose=pose,
+                         mission_id=mission_id, header=header, cfg=cfg)
     return FrameIn(frame, env.image, config.evidence_dir)
+
+
+def frame_record(image: bytes, pixels: np.ndarray, *, ts: datetime, received_at: datetime,
+                 source_kind: str, device_id: str, pose: Pose | None, mission_id: str | None,
+                 header: dict, cfg: DetectorConfig) -> Frame:
+    """The frames-queue row of a JPEG whose pixels are at hand, with its evidence quality
+    measured: one way to make a frame, for live envelopes and recorded footage alike."""
+    quality = measure(pixels, cfg.quality)
+    return Frame(
+        sha256=sha256_of(image), ts=ts, received_at=received_at, source_kind=source_kind,
+        source_id=device_id, width=quality.width, height=quality.height, bytes=len(image),
+        pose=pose, mission_id=mission_id, header=header, sharpness=quality.sharpness,
+        brightness=quality.brightness, clipped=quality.clipped, fit_as_evidence=quality.fit,
+        unfit_reason=quality.reason)
 
 
 def write_frames(conn, items: Sequence[Accepted]) -> WriteOutcome:

@@ -79,6 +79,34 @@ class EvidenceStore:
             raise
         return digest
 
+    def put_file(self, source: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+        """Store a file of any size (streamed, hashed while copied); return its sha256.
+
+        For recorded footage, which does not fit in memory. A file already stored under the
+        hash is kept; the copy is discarded.
+        """
+        digest = hashlib.sha256()
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=self.suffix)
+        try:
+            with open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
+                while block := src.read(chunk):
+                    digest.update(block)
+                    dst.write(block)
+                dst.flush()
+                os.fsync(dst.fileno())
+            target = self.path(digest.hexdigest())
+            if target.exists() and target.stat().st_size == Path(tmp).stat().st_size:
+                Path(tmp).unlink()
+                return digest.hexdigest()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return digest.hexdigest()
+
     def get(self, sha256: str) -> bytes:
         """The bytes stored under `sha256`, verified; EvidenceCorrupted if they do not match."""
         target = self.path(sha256)

@@ -95,7 +95,7 @@ _FRAME_COLS = (
     "alt_m", "heading_deg", "gimbal_pitch_deg", "hfov_deg", "width", "height", "bytes",
     "header", "sharpness", "brightness", "clipped", "fit_as_evidence", "unfit_reason",
 )
-_FRAME_SELECT = ", ".join(f"f.{c}" for c in _FRAME_COLS)
+FRAME_SELECT = ", ".join(f"f.{c}" for c in _FRAME_COLS)  # the columns frame_from_row reads
 
 DETECTION_COLUMNS = (
     "frame_sha256", "frame_ts", "det_index", "source_kind", "source_id", "class_id",
@@ -113,7 +113,8 @@ def _frame_params(f: Frame) -> tuple:
             f.unfit_reason)
 
 
-def _frame_from_row(row: Sequence) -> Frame:
+def frame_from_row(row: Sequence) -> Frame:
+    """A Frame from a row selected with FRAME_SELECT."""
     (sha, ts, received_at, kind, source, mission, lat, lon, alt, heading, pitch, hfov, w, h,
      size, header, sharpness, brightness, clipped, fit, unfit) = row
     pose = Pose(lat, lon, alt, heading, pitch, hfov) if lat is not None else None
@@ -154,12 +155,12 @@ def claim(conn: psycopg.Connection, worker_id: str, limit: int) -> list[ClaimedF
           FROM (SELECT sha256, ts FROM frames WHERE status = 'pending'
                  ORDER BY received_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED) AS todo
          WHERE f.sha256 = todo.sha256 AND f.ts = todo.ts
-        RETURNING {_FRAME_SELECT}, f.attempts
+        RETURNING {FRAME_SELECT}, f.attempts
         """,
         {"worker": worker_id, "limit": limit},
     ).fetchall()
     conn.commit()
-    claimed = [ClaimedFrame(_frame_from_row(r[:-1]), worker_id, r[-1]) for r in rows]
+    claimed = [ClaimedFrame(frame_from_row(r[:-1]), worker_id, r[-1]) for r in rows]
     claimed.sort(key=lambda c: c.frame.received_at)
     return claimed
 
@@ -276,9 +277,9 @@ def queue_state(conn: psycopg.Connection) -> QueueState:
 
 def get_frame(conn: psycopg.Connection, sha256: str) -> Frame | None:
     """The first frame row with this image hash."""
-    row = conn.execute(f"SELECT {_FRAME_SELECT} FROM frames AS f WHERE sha256 = %s "
+    row = conn.execute(f"SELECT {FRAME_SELECT} FROM frames AS f WHERE sha256 = %s "
                        "ORDER BY ts LIMIT 1", (sha256,)).fetchone()
-    return _frame_from_row(row) if row else None
+    return frame_from_row(row) if row else None
 
 
 def frame_states(conn: psycopg.Connection) -> list[tuple[str, str, int, str | None]]:
@@ -325,10 +326,10 @@ def frames_by_hash(conn: psycopg.Connection, frames: dict[str, datetime | None])
     if not frames:
         return {}
     bound, params = _time_bound(frames, "f.ts")
-    rows = conn.execute(f"SELECT DISTINCT ON (f.sha256) {_FRAME_SELECT} FROM frames AS f "
+    rows = conn.execute(f"SELECT DISTINCT ON (f.sha256) {FRAME_SELECT} FROM frames AS f "
                         "WHERE f.sha256 = ANY(%s)" + bound + " ORDER BY f.sha256, f.ts",
                         [list(frames), *params]).fetchall()
-    return {r[0]: _frame_from_row(r) for r in rows}
+    return {r[0]: frame_from_row(r) for r in rows}
 
 
 def detections_of_frames(conn: psycopg.Connection, frames: dict[str, datetime | None]
