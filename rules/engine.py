@@ -72,9 +72,13 @@ class EvaluationResult:
                 "evaluate_s": round(self.evaluate_s, 3), "record_s": round(self.record_s, 3)}
 
 
-def load_rules(config: RulesConfig) -> RuleSet:
-    """The configured rule set, checked and compiled (RuleSetError names file and path)."""
-    return load(Path(config.directory), config.profile, config.classes)
+def load_rules(config: RulesConfig, classes: Sequence[str] | None = None) -> RuleSet:
+    """The configured rule set, checked and compiled (RuleSetError names file and path).
+
+    `classes`: the class names of the detection model in use (its own metadata), when one
+    is loaded; a rule naming another class is then an error (it could never match)."""
+    return load(Path(config.directory), config.profile,
+                None if classes is None else list(classes))
 
 
 def evaluate(config: RulesConfig, db: Database, *, since: datetime | None = None,
