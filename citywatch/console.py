@@ -6,10 +6,15 @@ import argparse
 import json
 
 from citywatch import config as config_mod
+from detectors.offline import use_settings_dir
 
 
 def load_config(args: argparse.Namespace) -> config_mod.AppConfig:
-    return config_mod.load(args.config)
+    """The configuration of this run; ultralytics, if a command loads it, keeps its
+    settings in the data directory rather than the user's home."""
+    config = config_mod.load(args.config)
+    use_settings_dir(config.data_path)
+    return config
 
 
 def emit(data, as_json: bool, text: str) -> None:

@@ -3,6 +3,7 @@ and the frames queue; bad envelopes dead-lettered with their reasons."""
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from datetime import UTC, datetime
 
@@ -10,10 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-# ultralytics patches PIL.Image.open process-wide (an unknown image makes it try to install
-# a HEIF plugin); a collector running beside detector workers has it loaded, so must we.
-import ultralytics  # noqa: F401
-
+from detectors.offline import MissingExtra, import_ultralytics
 from ingest import envelope
 from ingest.decode import Address, Message
 from ingest.errors import Rejected
@@ -23,6 +21,12 @@ from storage import frames as frames_repo
 from storage.evidence import EvidenceStore, sha256_of
 
 from .conftest import wait_until
+
+# ultralytics patches PIL.Image.open process-wide (an unknown image makes it try to install
+# a HEIF plugin); where it is installed, a collector may run beside ultralytics detector
+# workers and have it loaded, so must we.
+with contextlib.suppress(MissingExtra):
+    import_ultralytics()
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 POSE = {"lat": 30.3, "lon": 120.1, "alt_m": 40.0, "heading_deg": 90.0,
