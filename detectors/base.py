@@ -11,6 +11,7 @@ way the rest of citywatch gets a detector.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -155,8 +156,6 @@ def model_info(path: Path, sha256: str, stamp: str | None) -> ModelInfo:
 def parse_names(text: str | dict) -> tuple[str, ...]:
     """Class names from a model's `names` metadata: a dict {id: name} or its Python repr
     (what ultralytics writes into ONNX metadata), ids 0..n-1."""
-    import ast
-
     try:
         names = ast.literal_eval(text) if isinstance(text, str) else text
     except (ValueError, SyntaxError) as exc:

@@ -279,3 +279,25 @@ detector.detect([np.full((480, 640, 3), 90, np.uint8)])
     for key in ("datasets_dir", "weights_dir", "runs_dir"):
         assert Path(settings[key]).is_relative_to(data), (key, settings[key])
     assert settings["sync"] is False
+
+
+def test_config_check_loads_the_model_and_rules_check_its_classes(tmp_path):
+    """`citywatch config check` says when the configured weights cannot be loaded;
+    `citywatch rules check` refuses a rule naming a class the model does not have."""
+    cfg = tmp_path / "citywatch.yaml"
+    cfg.write_text("detectors:\n  backend:\n    type: onnxruntime\n    weights: nowhere.onnx\n")
+    out = subprocess.run([sys.executable, "-m", "citywatch.cli", "config", "check", str(cfg)],
+                         capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
+    assert out.returncode == 2 and "detectors.backend: model weights not found" in out.stderr
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "stalls.yaml").write_text(
+        "rules:\n- {id: drone.x, title: t, kind: detection, subject_type: merchant,\n"
+        "   source_kinds: [drone], classes: [street_stall, food_cart]}\n")
+    cfg.write_text(f"rules:\n  directory: {rules}\n")
+    out = subprocess.run([sys.executable, "-m", "citywatch.cli", "-c", str(cfg), "rules",
+                          "check"], capture_output=True, text=True, cwd=PROJECT_ROOT,
+                         timeout=120)
+    assert out.returncode == 2
+    assert "stalls.yaml: rules[0].classes[1]: unknown detection class 'food_cart'" in out.stderr
