@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                         "latency_vs_ultralytics_onnx": round(ms / best[base][0], 3),
                         "throughput_vs_ultralytics_onnx": round(fps / best[base][1], 3)}
                  for name, (ms, fps) in best.items()},
-        "rounds": {name: [[round(ms, 1), round(fps, 2)] for ms, fps in rs]
+        "per_round": {name: [[round(ms, 1), round(fps, 2)] for ms, fps in rs]
                    for name, rs in rounds.items()},
     }
     text = json.dumps(result, indent=2)
