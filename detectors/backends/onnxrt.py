@@ -175,9 +175,7 @@ class OnnxRuntimeDetector:
         boxed = [letterbox(im, self._shape, auto=auto, stride=self.stride) for im in images]
         blob = np.stack([b for b, _ in boxed])[..., ::-1].transpose(0, 3, 1, 2)
         blob = np.ascontiguousarray(blob, dtype=np.float32) / 255.0
-        step = self._fixed_batch or len(blob)
-        outputs = np.concatenate([self._session.run(None, {self._input: blob[i:i + step]})[0]
-                                  for i in range(0, len(blob), step)])
+        outputs = self._run(blob)
         results = []
         for image, (_, placed), output in zip(images, boxed, outputs, strict=True):
             xyxy, score, class_id = decode(output, self.confidence, self.iou)
@@ -189,6 +187,20 @@ class OnnxRuntimeDetector:
                                       score.astype(float).reshape(-1),
                                       class_id.astype(int).reshape(-1), self._names))
         return results
+
+
+    def _run(self, blob: np.ndarray) -> np.ndarray:
+        """Raw outputs for an NCHW batch; a model exported for a fixed batch size gets
+        batches of that size (the last one padded, its padding dropped)."""
+        step = self._fixed_batch or len(blob)
+        outputs = []
+        for i in range(0, len(blob), step):
+            chunk = blob[i:i + step]
+            if len(chunk) < step:
+                chunk = np.concatenate([chunk, np.zeros((step - len(chunk), *chunk.shape[1:]),
+                                                        chunk.dtype)])
+            outputs.append(self._session.run(None, {self._input: chunk})[0][:len(blob) - i])
+        return np.concatenate(outputs)
 
 
 register(OnnxRuntimeConfig, OnnxRuntimeDetector)

@@ -301,3 +301,42 @@ def test_config_check_loads_the_model_and_rules_check_its_classes(tmp_path):
                          timeout=120)
     assert out.returncode == 2
     assert "stalls.yaml: rules[0].classes[1]: unknown detection class 'food_cart'" in out.stderr
+
+
+def test_one_opencv_build():
+    """citywatch depends on the OpenCV distribution ultralytics requires, and on no other,
+    so no environment holds two builds writing the same cv2 package."""
+    import importlib.metadata
+    import re
+    import tomllib
+
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+    declared = [*project["dependencies"], *(r for reqs in project["optional-dependencies"].values()
+                                            for r in reqs)]
+    opencv = {re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0] for r in declared if "opencv" in r}
+    assert opencv == {"opencv-python"}
+    try:
+        ultralytics_requires = importlib.metadata.requires("ultralytics") or []
+    except importlib.metadata.PackageNotFoundError:
+        return
+    theirs = {re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0] for r in ultralytics_requires
+              if r.startswith("opencv") and "extra ==" not in r}
+    assert theirs == opencv
+
+
+def test_a_fixed_size_export_gets_batches_of_its_size(tmp_path, batches, onnxruntime_default):
+    """An export with a fixed batch and image size: images letterboxed to that size, the
+    batch padded to it; the detections are those of the dynamic export on the same input."""
+    onnx = pytest.importorskip("onnx", reason="the onnx package comes with the `yolo` extra")
+    model = onnx.load(str(DEFAULT_ONNX))
+    for dim, value in zip(model.graph.input[0].type.tensor_type.shape.dim, (2, 3, 640, 640),
+                          strict=True):
+        dim.dim_value = value
+    fixed = tmp_path / "fixed.onnx"
+    onnx.save(model, str(fixed))
+    detector = create_detector(OnnxRuntimeConfig(weights=str(fixed)))
+    mixed = batches[2]  # three shapes: the dynamic export letterboxes them to 640x640 too
+    ours, reference = detector.detect(mixed), onnxruntime_default.detect(mixed)
+    assert len(ours) == 3 and sum(map(len, ours)) > 0
+    for a, b in zip(ours, reference, strict=True):
+        assert np.allclose(a.xyxy, b.xyxy, atol=0.01) and np.array_equal(a.class_id, b.class_id)
