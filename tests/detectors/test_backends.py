@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import yaml
 
 from citywatch import config as config_mod
 from detectors.backends.onnxrt import OnnxRuntimeConfig, letterbox
@@ -251,6 +252,7 @@ print(" ".join(m for m in {HEAVY!r} if m in sys.modules))
     assert out.stdout.strip() == ""
 
 
+@pytest.mark.slow
 def test_ultralytics_settings_stay_in_the_data_directory_and_quiet(tmp_path):
     """First import on a machine: no settings in the home folder, none pointing into the
     checkout, no banner on stdout or stderr, no "Loading ..." line for a model."""
@@ -340,3 +342,22 @@ def test_a_fixed_size_export_gets_batches_of_its_size(tmp_path, batches, onnxrun
     assert len(ours) == 3 and sum(map(len, ours)) > 0
     for a, b in zip(ours, reference, strict=True):
         assert np.allclose(a.xyxy, b.xyxy, atol=0.01) and np.array_equal(a.class_id, b.class_id)
+
+
+@pytest.mark.slow
+def test_run_refuses_rules_naming_classes_its_model_lacks(config, tmp_path):
+    """`citywatch run` with detector workers and the rule engine in one process checks
+    the rules against the workers' model before any stage starts."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "stalls.yaml").write_text(
+        "rules:\n- {id: drone.x, title: t, kind: detection, subject_type: merchant,\n"
+        "   source_kinds: [drone], classes: [food_cart]}\n")
+    config.rules.directory = str(rules)
+    cfg = tmp_path / "citywatch.yaml"
+    cfg.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    out = subprocess.run([sys.executable, "-m", "citywatch.cli", "-c", str(cfg), "run",
+                          "--only", "detect", "--only", "rules"], capture_output=True,
+                         text=True, cwd=PROJECT_ROOT, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert "stalls.yaml: rules[0].classes[0]: unknown detection class 'food_cart'" in out.stderr
