@@ -4,7 +4,9 @@
 
 On the same decoded frames of a simulated drone pass (640x480), warm, in interleaved
 rounds (so load from other processes weighs on every side alike), per backend:
-one frame at a time (batch 1, ms per frame) and batches of 8 (frames/s), at imgsz 640.
+one frame at a time (batch 1, ms per frame) and batches of 8 (frames/s, and CPU time
+per frame of all the process's threads, which other processes on the machine disturb
+less than wall time), at imgsz 640.
 Sides: the ONNX Runtime backend on the default .onnx, the ultralytics backend on the same
 .onnx, and the ultralytics backend on the .pt (torch). The best round of each side is
 reported with every round and the 1-minute load average before and after.
@@ -38,17 +40,19 @@ SIDES: dict[str, BackendConfig] = {
 }
 
 
-def one_round(detector, images: list[np.ndarray], batch: int) -> tuple[float, float]:
-    """(median ms per frame at batch 1, frames/s in batches of `batch`)."""
+def one_round(detector, images: list[np.ndarray], batch: int) -> tuple[float, float, float]:
+    """(median ms per frame at batch 1, frames/s in batches of `batch`, CPU ms per frame
+    in those batches, all threads of this process)."""
     times = []
     for img in images:
         t0 = time.perf_counter()
         detector.detect([img])
         times.append((time.perf_counter() - t0) * 1000)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for i in range(0, len(images), batch):
         detector.detect(images[i:i + batch])
-    return statistics.median(times), len(images) / (time.perf_counter() - t0)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return statistics.median(times), len(images) / wall, cpu * 1000 / len(images)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,14 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     for d in detectors.values():  # warm: first-call allocation and graph set-up
         d.detect(images[:args.batch])
     load_before = os.getloadavg()[0]
-    rounds: dict[str, list[tuple[float, float]]] = {name: [] for name in detectors}
+    rounds: dict[str, list[tuple[float, float, float]]] = {name: [] for name in detectors}
     for r in range(args.rounds):
         for name, d in detectors.items():
             rounds[name].append(one_round(d, images, args.batch))
-            print(f"round {r + 1} {name}: {rounds[name][-1][0]:.1f} ms, "
-                  f"{rounds[name][-1][1]:.1f} frames/s", file=sys.stderr)
+            ms, fps, cpu = rounds[name][-1]
+            print(f"round {r + 1} {name}: {ms:.1f} ms, {fps:.1f} frames/s, {cpu:.1f} CPU ms "
+                  f"per frame", file=sys.stderr)
     base = "ultralytics .onnx"
-    best = {name: (min(ms for ms, _ in rs), max(fps for _, fps in rs))
+    best = {name: (min(r[0] for r in rs), max(r[1] for r in rs), min(r[2] for r in rs))
             for name, rs in rounds.items()}
     result = {
         "frames": len(images), "rounds": args.rounds, "batch": args.batch, "imgsz": 640,
@@ -83,11 +88,13 @@ def main(argv: list[str] | None = None) -> int:
         "machine": platform.processor() or platform.machine(),
         "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "best": {name: {"ms_per_frame_batch1": round(ms, 1), "fps_batch": round(fps, 2),
+                        "cpu_ms_per_frame_batch": round(cpu, 1),
                         "latency_vs_ultralytics_onnx": round(ms / best[base][0], 3),
-                        "throughput_vs_ultralytics_onnx": round(fps / best[base][1], 3)}
-                 for name, (ms, fps) in best.items()},
-        "per_round": {name: [[round(ms, 1), round(fps, 2)] for ms, fps in rs]
-                   for name, rs in rounds.items()},
+                        "throughput_vs_ultralytics_onnx": round(fps / best[base][1], 3),
+                        "cpu_vs_ultralytics_onnx": round(cpu / best[base][2], 3)}
+                 for name, (ms, fps, cpu) in best.items()},
+        "per_round": {name: [[round(v, 2) for v in r] for r in rs]
+                      for name, rs in rounds.items()},
     }
     text = json.dumps(result, indent=2)
     if args.json:
