@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import struct
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import cv2
 import numpy as np
@@ -105,8 +105,10 @@ def test_good_frame_decodes_with_pose_and_quality(config, kind, has_pose):
 def test_frames_over_mqtt_reach_store_and_queue_and_bad_ones_are_kept(config, db, collector):
     prefix = config.mqtt.topic_prefix
     good = [jpeg(seed=i) for i in range(3)]
-    messages = [(frame_topic(prefix, "drone", "UAV-02"),
-                 envelope.encode(HEADER | {"ts": NOW.replace(second=i).isoformat()}, g))
+    # drone frames a minute before the cone frame of the same image (HEADER's NOW): never
+    # the same (sha256, ts), whatever second the test runs at
+    messages = [(frame_topic(prefix, "drone", "UAV-02"), envelope.encode(
+                    HEADER | {"ts": (NOW - timedelta(minutes=1)).replace(second=i).isoformat()}, g))
                 for i, g in enumerate(good)]
     messages.append(messages[0])  # a redelivery: stored once
     messages.append((frame_topic(prefix, "cone", "CC-001-1"), envelope.encode(HEADER, good[0])))
