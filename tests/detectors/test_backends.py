@@ -233,11 +233,8 @@ import importlib, pkgutil, sys
 import numpy as np
 from citywatch.cli import build_parser
 build_parser()
-for name in {BASE_PARTS!r}:
-    try:
-        package = importlib.import_module(name)
-    except ModuleNotFoundError:
-        continue  # a part not in this tree yet
+for name in {[p for p in BASE_PARTS if (PROJECT_ROOT / p / "__init__.py").is_file()]!r}:
+    package = importlib.import_module(name)
     for module in pkgutil.walk_packages(package.__path__, name + "."):
         importlib.import_module(module.name)
 from detectors.backends.onnxrt import OnnxRuntimeConfig
