@@ -111,10 +111,11 @@ def main(argv: list[str] | None = None) -> int:
         index = video.probe(clip.path)
         stride = round(index.fps)  # one frame a second, as citywatch samples by default
         config = config_mod.load(env={})
-        config.detectors.weights = str(args.weights)
-        config.detectors.device = args.device
+        config.detectors.backend.weights = str(args.weights)
+        if hasattr(config.detectors.backend, "device"):  # the ultralytics backend
+            config.detectors.backend.device = args.device
         config.detectors.workers = args.workers
-        imgsz = config.detectors.imgsz
+        imgsz = config.detectors.backend.imgsz
         rounds = []
         for _ in range(args.rounds):
             u_wall, u_n = ultralytics_rate(clip.path, args.weights, imgsz, stride, args.device)

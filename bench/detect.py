@@ -14,7 +14,8 @@
    predict() alone.
    2 and 3 alternate for --rounds rounds; the fastest round of each side is reported
    (with every round), since on a shared machine a slow round measures the neighbours.
-4. Latency of one frame (batch 1) at imgsz 640 and 320 for .pt and .onnx weights.
+4. Latency of one frame (batch 1) at imgsz 640 and 320: ultralytics on .pt and .onnx, and
+   the ONNX Runtime backend on the .onnx.
 
 It uses a database of its own (created and dropped) and a topic prefix of its own.
 Without trained weights it builds an untrained YOLOv8n of the same architecture: its
@@ -44,9 +45,11 @@ import psycopg
 
 from citywatch import app
 from citywatch import config as config_mod
+from detectors.backends.onnxrt import OnnxRuntimeConfig
+from detectors.backends.yolo import UltralyticsConfig, build_untrained
+from detectors.base import BackendConfig, create_detector
 from detectors.offline import import_ultralytics
 from detectors.worker import make_worker
-from detectors.yolo import YoloDetector, build_untrained
 from domain.paths import PROJECT_ROOT
 from domain.registry import load as load_registry
 from ingest.broker import ensure_broker
@@ -84,10 +87,9 @@ def predict_alone(weights: Path, images: list[np.ndarray], imgsz: int, batch: in
     return len(images) / (time.monotonic() - t0)
 
 
-def latency_ms(weights: Path, images: list[np.ndarray], imgsz: int, device: str
-               ) -> dict[str, float]:
-    """Median and fastest ms for one frame (batch 1) through YoloDetector."""
-    det = YoloDetector(weights, imgsz=imgsz, batch_size=1, device=device)
+def latency_ms(backend: BackendConfig, images: list[np.ndarray]) -> dict[str, float]:
+    """Median and fastest ms for one frame (batch 1) through a detector backend."""
+    det = create_detector(backend)
     det.detect(images[:2])
     times = []
     for img in images:
@@ -206,12 +208,13 @@ def main(argv: list[str] | None = None) -> int:
         tag = uuid.uuid4().hex[:8]
         config.mqtt.topic_prefix = f"cwbench-{tag}/v1"
         config.mqtt.client_id = f"cwbench-{tag}"
-        config.detectors.weights = str(onnx)
+        # the whole path runs the detector predict_alone measures: ultralytics on the .onnx
+        imgsz = config.detectors.backend.imgsz
+        config.detectors.backend = UltralyticsConfig(weights=str(onnx), imgsz=imgsz,
+                                                     device=args.device)
         config.detectors.batch_size = args.batch
-        config.detectors.device = args.device
         if args.collector_batch_bytes:
             config.ingest.batch_max_bytes = args.collector_batch_bytes
-        imgsz = config.detectors.imgsz
 
         # Interleaved rounds (alone, path, alone, path, ...), so load from other processes
         # on the machine weighs on both sides alike.
@@ -228,9 +231,12 @@ def main(argv: list[str] | None = None) -> int:
         # On a shared machine a round is slowed by whatever else runs; the fastest round of
         # each side is the least disturbed estimate of what the code itself costs.
         alone, path_fps = max(alone_rates), max(path_rates)
-        lat = {f"{w.suffix.lstrip('.')}@{size}": latency_ms(w, images[:args.latency_frames],
-                                                           size, args.device)
-               for w in (pt, onnx) for size in (640, 320)}
+        backends = {"ultralytics .pt": UltralyticsConfig(weights=str(pt), device=args.device),
+                    "ultralytics .onnx": UltralyticsConfig(weights=str(onnx), device=args.device),
+                    "onnxruntime .onnx": OnnxRuntimeConfig(weights=str(onnx))}
+        lat = {f"{name}@{size}": latency_ms(b.model_copy(update={"imgsz": size}),
+                                            images[:args.latency_frames])
+               for name, b in backends.items() for size in (640, 320)}
     finally:
         if broker is not None:
             broker.close()

@@ -6,6 +6,7 @@ import logging
 
 from citywatch.config import AppConfig
 from domain import registry as registry_files
+from domain.paths import PROJECT_ROOT
 from storage import migrate as migrations
 from storage import registry as registry_table
 from storage import timescale, windows
@@ -35,3 +36,14 @@ def prepare(db: Database, config: AppConfig) -> list[str]:
         reg = registry_files.load(config.resolve(config.registry.directory))
         registry_table.sync(conn, reg.subjects, reg.devices)
     return done
+
+
+def detection_classes(config: AppConfig) -> tuple[str, ...] | None:
+    """Class names of the configured detection model, from its own metadata (None when
+    detectors are disabled): what rules may name. Raises DetectorError when the model
+    cannot be loaded."""
+    if not config.detectors.enabled:
+        return None
+    from detectors.base import create_detector
+
+    return create_detector(config.detectors.backend, project_root=PROJECT_ROOT).names

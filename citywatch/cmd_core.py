@@ -8,6 +8,7 @@ import sys
 from citywatch import app
 from citywatch import config as config_mod
 from citywatch.console import emit, load_config
+from detectors.base import DetectorError
 from domain.registry import RegistryError
 from domain.registry import load as load_registry
 from storage import migrate as migrations
@@ -45,7 +46,13 @@ def config_check(args: argparse.Namespace) -> int:
         for p in exc.problems:
             print(f"  {p}")
         return 2
-    print(f"configuration OK: {len(reg.subjects)} subjects, {len(reg.devices)} devices")
+    try:
+        classes = app.detection_classes(cfg)
+    except DetectorError as exc:
+        print(f"detectors.backend: {exc}", file=sys.stderr)
+        return 2
+    model = f", model of {len(classes)} classes" if classes is not None else ""
+    print(f"configuration OK: {len(reg.subjects)} subjects, {len(reg.devices)} devices{model}")
     return 0
 
 

@@ -9,6 +9,8 @@ import logging
 from citywatch import app
 from citywatch.console import emit, load_config
 from citywatch.service import stop_on_signals
+from detectors import backends
+from detectors.base import BackendConfig
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +20,9 @@ def register(sub) -> None:
     p = sub.add_parser("detect", help="run detector workers on the frames queue")
     p.add_argument("-n", "--workers", type=int, help="worker threads (default detectors.workers)")
     p.add_argument("--batch-size", type=int, help="frames per inference batch")
-    p.add_argument("--weights", help="model weights (.pt or .onnx)")
+    p.add_argument("--weights", help="model weights (.onnx; .pt with --backend ultralytics)")
+    p.add_argument("--backend", choices=sorted(backends.load_all()),
+                   help="detector backend (default detectors.backend.type)")
     p.add_argument("--until-empty", action="store_true", help="stop when the queue is empty")
     p.set_defaults(func=detect)
 
@@ -48,10 +52,16 @@ def detect(args: argparse.Namespace) -> int:
     from detectors.worker import run_workers
 
     cfg = load_config(args)
-    updates = {k: v for k, v in (("batch_size", args.batch_size), ("weights", args.weights))
-               if v is not None}
-    if updates:
-        cfg.detectors = cfg.detectors.model_copy(update=updates)
+    if args.batch_size is not None:
+        cfg.detectors.batch_size = args.batch_size
+    backend = cfg.detectors.backend
+    if args.backend is not None and args.backend != backend.type:
+        # the options both backends share carry over; the new one's own take defaults
+        shared = backend.model_dump(include=set(BackendConfig.model_fields) - {"type"})
+        backend = backends.load_all()[args.backend].config.model_validate(shared)
+    if args.weights is not None:
+        backend = backend.model_copy(update={"weights": args.weights})
+    cfg.detectors.backend = backend
     db = app.open_database(cfg, name="citywatch-detect")
     try:
         run_workers(cfg, db, stop_on_signals(), n=args.workers, until_empty=args.until_empty)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import sys
 
+from citywatch.console import load_config
 from detectors import training
+from detectors.offline import MissingExtra
 
 
 def register(sub) -> None:
@@ -23,9 +25,10 @@ def register(sub) -> None:
 
 def _guarded(func):
     def run(args) -> int:
+        load_config(args)  # ultralytics' settings go to the data directory
         try:
             return func(args)
-        except training.TrainingError as exc:
+        except (training.TrainingError, MissingExtra) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     return run

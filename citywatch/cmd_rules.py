@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from citywatch import app
 from citywatch.cmd_review import register_case_export
 from citywatch.console import emit, load_config
+from detectors.base import DetectorError
 from rules.credit import code_at, refresh
 from rules.engine import EngineBusy, evaluate, load_rules
 from rules.ruleset import RuleSetError
@@ -95,7 +96,12 @@ def _time(text: str | None, tz: str) -> datetime | None:
 def rules_check(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     try:
-        rs = load_rules(cfg.rules)
+        classes = app.detection_classes(cfg)
+    except DetectorError as exc:
+        print(f"cannot check detection classes: detectors.backend: {exc}", file=sys.stderr)
+        return 2
+    try:
+        rs = load_rules(cfg.rules, classes)
     except RuleSetError as exc:
         print("rule errors:", file=sys.stderr)
         for p in exc.problems:

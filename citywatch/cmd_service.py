@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from citywatch import service
 from citywatch.console import emit, load_config
+from detectors.base import DetectorError
+from rules.ruleset import RuleSetError
 
 
 def register(sub) -> None:
@@ -26,7 +29,15 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return service.run(load_config(args), tuple(args.only or service.STAGES), args.with_web)
+    try:
+        return service.run(load_config(args), tuple(args.only or service.STAGES),
+                           args.with_web)
+    except RuleSetError as exc:
+        print("rule errors:\n  " + "\n  ".join(exc.problems), file=sys.stderr)
+        return 2
+    except DetectorError as exc:
+        print(f"detectors.backend: {exc}", file=sys.stderr)
+        return 2
 
 
 def demo(args: argparse.Namespace) -> int:

@@ -8,15 +8,20 @@ from datetime import datetime, tzinfo
 from zoneinfo import ZoneInfo
 
 from citywatch import config as config_mod
+from detectors.offline import use_settings_dir
 
 # The zone every time in JSON output is written in: the configured one once loaded.
 _output_zone: tzinfo | None = None
 
 
 def load_config(args: argparse.Namespace) -> config_mod.AppConfig:
+    """The configuration of this run; times in JSON output are written in its zone, and
+    ultralytics, if a command loads it, keeps its settings in the data directory rather
+    than the user's home."""
     global _output_zone
     config = config_mod.load(args.config)
     _output_zone = ZoneInfo(config.rules.timezone)
+    use_settings_dir(config.data_path)
     return config
 
 

@@ -71,6 +71,14 @@ def start(config: AppConfig, stop: threading.Event, stages: tuple[str, ...] = ST
     pipeline = Pipeline(config, db, broker, stop)
     monitor = pipeline.monitor
     try:
+        classes = None
+        if "rules" in stages and config.rules.enabled:
+            from rules.engine import load_rules
+
+            # Rules may name only classes of the model this process's workers run; a rule
+            # set that names others is refused here, before any stage starts.
+            classes = app.detection_classes(config) if "detect" in stages else None
+            load_rules(config.rules, classes)
         if "collect" in stages:
             pipeline.collector = Collector(config, db, metrics=monitor.collector).start()
             monitor.add_check("collector", lambda: monitor.collector.health(
@@ -84,7 +92,7 @@ def start(config: AppConfig, stop: threading.Event, stages: tuple[str, ...] = ST
             from rules.engine import run_engine
 
             t = threading.Thread(target=run_engine, args=(config.rules, db, stop, monitor.engine),
-                                 name="rules", daemon=True)
+                                 kwargs={"classes": classes}, name="rules", daemon=True)
             t.start()
             pipeline.threads.append(t)
         if config.batch.in_service:

@@ -209,7 +209,8 @@ def make_worker(config: AppConfig, db: Database, *, detector: Detector | None = 
                 metrics: WorkerMetrics | None = None) -> Worker:
     """A worker wired from configuration: evidence store, detector, registry zones."""
     return Worker(db, EvidenceStore(config.evidence_dir),
-                  detector or create_detector(config.detectors, project_root=PROJECT_ROOT),
+                  detector or create_detector(config.detectors.backend,
+                                              project_root=PROJECT_ROOT),
                   zones or load_zones(db, config), config.detectors, name=name, metrics=metrics)
 
 
@@ -217,7 +218,7 @@ def start_workers(config: AppConfig, db: Database, stop: threading.Event, *,
                   n: int | None = None,
                   metrics: WorkerMetrics | None = None) -> list[threading.Thread]:
     """Start `n` worker threads (default detectors.workers), each with its own detector
-    (ultralytics models are not shared across threads); return them, already running."""
+    (a model is not shared across threads); return them, already running."""
     count = config.detectors.workers if n is None else n
     zones = load_zones(db, config)
     threads = []

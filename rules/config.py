@@ -57,11 +57,4 @@ class RulesConfig(BaseModel):
         description="Memory for the window aggregates and orderings of one evaluation; a "
         "day of 1,589 monitors spills to disk under PostgreSQL's 4 MB default. Empty: the "
         "server's setting.")
-    classes: list[str] = Field(
-        ["street_stall", "garbage_pile", "bare_soil", "covered_soil", "muck_truck_open",
-         "muck_truck_covered", "person", "vehicle", "cone_upright", "cone_fallen",
-         "worker_helmet", "worker_no_helmet", "excavator", "fence"],
-        title="Detection classes rules may name",
-        description="The class list of the detection model in use; a rule naming another "
-        "class is refused at load time (it could never match).")
     credit: CreditPolicy = Field(default_factory=CreditPolicy, title="Credit codes")

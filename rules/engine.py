@@ -72,9 +72,13 @@ class EvaluationResult:
                 "evaluate_s": round(self.evaluate_s, 3), "record_s": round(self.record_s, 3)}
 
 
-def load_rules(config: RulesConfig) -> RuleSet:
-    """The configured rule set, checked and compiled (RuleSetError names file and path)."""
-    return load(Path(config.directory), config.profile, config.classes)
+def load_rules(config: RulesConfig, classes: Sequence[str] | None = None) -> RuleSet:
+    """The configured rule set, checked and compiled (RuleSetError names file and path).
+
+    `classes`: the class names of the detection model in use (its own metadata), when one
+    is loaded; a rule naming another class is then an error (it could never match)."""
+    return load(Path(config.directory), config.profile,
+                None if classes is None else list(classes))
 
 
 def evaluate(config: RulesConfig, db: Database, *, since: datetime | None = None,
@@ -201,15 +205,17 @@ def _record(conn: psycopg.Connection, config: RulesConfig, ctx: EvalContext,
 
 
 def run_engine(config: RulesConfig, db: Database, stop: threading.Event,
-               metrics: EngineMetrics | None = None) -> None:
+               metrics: EngineMetrics | None = None, *,
+               classes: Sequence[str] | None = None) -> None:
     """Evaluate every `rules.interval_s` until `stop` is set (the engine of `citywatch run`).
 
     Each pass re-reads from the last watermark minus the allowed lateness, so data that
     arrives late is judged by its event time; credit codes are refreshed after each pass.
     Errors are logged and retried at the next interval: the engine never dies of one.
+    `classes`: the detection model's class names, where this process runs the model.
     """
     lateness = parse_duration(config.allowed_lateness)
-    ruleset = load_rules(config)
+    ruleset = load_rules(config, classes)
     metrics = metrics if metrics is not None else EngineMetrics()
     while not stop.is_set():
         t0 = time.monotonic()

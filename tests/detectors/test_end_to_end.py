@@ -1,7 +1,8 @@
 """End to end with the trained default model: a simulated drone flies over a street with
 known stalls; frames go over real Mosquitto through the collector into the evidence store
 and the frames queue; a worker detects; street stalls are found within 5 m of where they
-were placed and matched to the merchants they stand in front of."""
+were placed and matched to the merchants they stand in front of. Once per backend: ONNX
+Runtime on the default .onnx, ultralytics (torch) on the default .pt."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ import threading
 
 import pytest
 
+from detectors.backends.onnxrt import OnnxRuntimeConfig
+from detectors.backends.yolo import UltralyticsConfig
 from detectors.worker import make_worker
 from domain.geo import distance_m
 from simulators.cone import cone_frames, publish_cone_frames
 from simulators.drone import publish_pass, street_pass
 from storage import frames as frames_repo
 
-from .conftest import DEFAULT_ONNX, wait_until
+from .conftest import DEFAULT_ONNX, needs_ultralytics, wait_until
 
 # The default weights are committed: a missing file fails here rather than skipping.
 pytestmark = pytest.mark.slow
@@ -24,9 +27,13 @@ STREET, STALLS = "ST-004", ["M-00212", "M-00214", "M-00227", "M-00237"]
 MAX_ERROR_M = 5.0
 
 
-@pytest.fixture
-def trained(config):
-    config.detectors.weights = str(DEFAULT_ONNX)
+@pytest.fixture(params=["onnxruntime", "ultralytics"])
+def trained(request, config):
+    if request.param == "onnxruntime":
+        config.detectors.backend = OnnxRuntimeConfig(weights=str(DEFAULT_ONNX))
+    else:
+        needs_ultralytics()
+        config.detectors.backend = UltralyticsConfig(weights=str(DEFAULT_ONNX.with_suffix(".pt")))
     return config
 
 

@@ -3,17 +3,15 @@ and the frames queue; bad envelopes dead-lettered with their reasons."""
 
 from __future__ import annotations
 
+import contextlib
 import struct
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import cv2
 import numpy as np
 import pytest
 
-# ultralytics patches PIL.Image.open process-wide (an unknown image makes it try to install
-# a HEIF plugin); a collector running beside detector workers has it loaded, so must we.
-import ultralytics  # noqa: F401
-
+from detectors.offline import MissingExtra, import_ultralytics
 from ingest import envelope
 from ingest.decode import Address, Message
 from ingest.errors import Rejected
@@ -23,6 +21,12 @@ from storage import frames as frames_repo
 from storage.evidence import EvidenceStore, sha256_of
 
 from .conftest import wait_until
+
+# ultralytics patches PIL.Image.open process-wide (an unknown image makes it try to install
+# a HEIF plugin); where it is installed, a collector may run beside ultralytics detector
+# workers and have it loaded, so must we.
+with contextlib.suppress(MissingExtra):
+    import_ultralytics()
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 POSE = {"lat": 30.3, "lon": 120.1, "alt_m": 40.0, "heading_deg": 90.0,
@@ -101,8 +105,10 @@ def test_good_frame_decodes_with_pose_and_quality(config, kind, has_pose):
 def test_frames_over_mqtt_reach_store_and_queue_and_bad_ones_are_kept(config, db, collector):
     prefix = config.mqtt.topic_prefix
     good = [jpeg(seed=i) for i in range(3)]
-    messages = [(frame_topic(prefix, "drone", "UAV-02"),
-                 envelope.encode(HEADER | {"ts": NOW.replace(second=i).isoformat()}, g))
+    # drone frames a minute before the cone frame of the same image (HEADER's NOW): never
+    # the same (sha256, ts), whatever second the test runs at
+    messages = [(frame_topic(prefix, "drone", "UAV-02"), envelope.encode(
+                    HEADER | {"ts": (NOW - timedelta(minutes=1)).replace(second=i).isoformat()}, g))
                 for i, g in enumerate(good)]
     messages.append(messages[0])  # a redelivery: stored once
     messages.append((frame_topic(prefix, "cone", "CC-001-1"), envelope.encode(HEADER, good[0])))

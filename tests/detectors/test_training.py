@@ -12,6 +12,8 @@ import yaml
 from detectors import training
 from simulators.scenes import CLASSES
 
+from .conftest import needs_ultralytics
+
 # Held-out seeds for the tests: never used to train the committed model (seed 1) nor to
 # write its report (seed 777).
 TEST_SEED = 31337
@@ -87,6 +89,7 @@ def test_unknown_split_is_refused(tmp_path: Path):
 @pytest.mark.slow
 def test_train_export_eval_cycle(tiny_dataset: Path, tmp_path: Path):
     """One epoch from scratch on the tiny set, export to ONNX, evaluate both per class."""
+    needs_ultralytics()
     settings = training.TrainSettings(epochs=1, imgsz=160, batch=4, workers=0)
     best = training.train(tiny_dataset, tmp_path / "run", settings)
     assert best.is_file() and best.stat().st_size > 1_000_000
@@ -119,6 +122,7 @@ def fresh_held_out(tmp_path_factory) -> Path:
                          ids=["pt", "onnx"])
 def test_committed_default_model_detects_fresh_scenes(weights: Path, fresh_held_out: Path):
     """The committed weights find what is in scenes rendered from a seed never used."""
+    needs_ultralytics()
     report = training.evaluate(weights, fresh_held_out, split="test", imgsz=512, batch=8)
     assert math.isfinite(report.overall.map50)
     assert report.overall.map50 >= 0.7, report.to_markdown()

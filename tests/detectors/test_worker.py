@@ -1,6 +1,6 @@
-"""Detector workers on real PostgreSQL with a real (untrained) YOLO model: detections
-located against the renderer's truth, every frame detected exactly once, corrupted
-evidence caught, and a worker killed with SIGKILL mid-batch losing nothing."""
+"""Detector workers on real PostgreSQL with a real model on each detector backend:
+detections located against the renderer's truth, every frame detected exactly once,
+corrupted evidence caught, and a worker killed with SIGKILL mid-batch losing nothing."""
 
 from __future__ import annotations
 
@@ -17,10 +17,9 @@ import pytest
 import yaml
 
 from citywatch import config as config_mod
-from detectors.base import Detections
+from detectors.base import Detections, create_detector
 from detectors.config import ZoneConfig
 from detectors.worker import Worker, locate, make_worker
-from detectors.yolo import YoloDetector
 from detectors.zones import ZoneIndex
 from domain.geo import distance_m
 from ingest import envelope
@@ -33,10 +32,6 @@ from storage import frames as frames_repo
 from storage.evidence import EvidenceStore
 
 from .conftest import PROJECT_ROOT, wait_until
-
-# An untrained model's scores sit near its prior; this threshold keeps a fixed, repeatable
-# set of boxes per image, which is all the plumbing tests need.
-UNTRAINED_CONFIDENCE = 0.0002
 
 
 def truth_detections(boxes) -> Detections:
@@ -96,9 +91,8 @@ def test_cone_detections_belong_to_the_cameras_permit(registry):
 
 
 @pytest.fixture
-def plumbing(config, untrained_pt):
-    config.detectors.weights = str(untrained_pt)
-    config.detectors.confidence = UNTRAINED_CONFIDENCE
+def plumbing(config, backend):
+    config.detectors.backend = backend
     config.detectors.batch_size = 4
     return config
 
@@ -118,7 +112,7 @@ def test_worker_detects_each_frame_once_and_fails_corrupted_evidence(plumbing, d
     worker = make_worker(config, db)
     worker.run(threading.Event(), until_empty=True)
 
-    reference = YoloDetector.from_config(config.detectors)
+    reference = create_detector(config.detectors.backend)
     with db.connection() as conn:
         states = {s: (status, attempts, err) for s, status, attempts, err in frames_repo.frame_states(conn)}
         stored = frames_repo.detections(conn)
@@ -175,7 +169,7 @@ def test_worker_killed_mid_batch_loses_nothing_and_detects_nothing_twice(plumbin
     wait_until(lambda: survivor.recover() or None, timeout=30)
     survivor.run(threading.Event(), until_empty=True)
 
-    reference = YoloDetector.from_config(config.detectors)
+    reference = create_detector(config.detectors.backend)
     store = EvidenceStore(config.evidence_dir)
     with db.connection() as conn:
         states = {s: (status, attempts) for s, status, attempts, _ in frames_repo.frame_states(conn)}
@@ -189,7 +183,7 @@ def test_worker_killed_mid_batch_loses_nothing_and_detects_nothing_twice(plumbin
     for f in queued:
         image = cv2.imdecode(np.frombuffer(store.get(f.sha256), np.uint8), cv2.IMREAD_COLOR)
         (expected,) = reference.detect([image])
-        assert sorted(per_frame[f.sha256]) == list(range(len(expected)))
+        assert sorted(per_frame.get(f.sha256, [])) == list(range(len(expected)))
 
 
 def test_worker_claim_lost_to_recovery_is_not_written(plumbing, db, registry):

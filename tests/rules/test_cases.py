@@ -8,11 +8,12 @@ import psycopg
 import pytest
 
 from citywatch.cli import main as cli
-from rules.config import CreditPolicy, RulesConfig
+from rules.config import CreditPolicy
 from rules.credit import code_at
 from rules.engine import ENGINE_LOCK, EngineBusy, evaluate
 from rules.ruleset import RuleSetError, parse
 from rules.verify import verify
+from simulators.scenes import CLASSES
 from storage import cases as case_store
 from storage.credit import Violation
 from storage.evidence import EvidenceStore
@@ -202,7 +203,7 @@ def test_credit_from_confirmed_cases(config, db, monkeypatch):
 ])
 def test_rule_file_errors_name_file_and_path(doc, problem):
     with pytest.raises(RuleSetError) as err:
-        parse([("f.yaml", doc)], "standard", RulesConfig().classes)
+        parse([("f.yaml", doc)], "standard", list(CLASSES))
     assert any(p.startswith(problem) for p in err.value.problems), err.value.problems
 
 

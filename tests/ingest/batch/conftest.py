@@ -37,7 +37,7 @@ def street_video(tmp_path_factory, registry) -> footage.Footage:
 
 @pytest.fixture
 def trained(config):
-    config.detectors.weights = str(DEFAULT_ONNX)
+    config.detectors.backend.weights = str(DEFAULT_ONNX)
     return config
 
 
