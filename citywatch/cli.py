@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "citywatch.cmd_detect",
     "citywatch.cmd_model",
     "citywatch.cmd_rules",
+    "citywatch.cmd_flights",
 )
 
 
