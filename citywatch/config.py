@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from detectors.config import DetectorConfig
+from flights.config import FlightsConfig
 from domain.paths import PROJECT_ROOT
 from ingest.config import IngestConfig, MqttConfig
 from rules.config import RulesConfig
@@ -70,6 +71,7 @@ class AppConfig(BaseModel):
     detectors: DetectorConfig = Field(default_factory=DetectorConfig, title="Detectors")
     rules: RulesConfig = Field(default_factory=RulesConfig, title="Rule engine")
     monitor: MonitorConfig = Field(default_factory=MonitorConfig, title="Metrics and health")
+    flights: FlightsConfig = Field(default_factory=FlightsConfig, title="Flight planning and dispatch")
 
     def resolve(self, path: str | os.PathLike[str]) -> Path:
         """A configured path, absolute as given or relative to the project root."""
