@@ -15,8 +15,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from detectors.config import DetectorConfig
-from flights.config import FlightsConfig
 from domain.paths import PROJECT_ROOT
+from flights.config import FlightsConfig
 from ingest.config import IngestConfig, MqttConfig
 from rules.config import RulesConfig
 from storage.config import DatabaseConfig
