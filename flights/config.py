@@ -39,6 +39,7 @@ class FlightsConfig(BaseModel):
     orbit_points: int = Field(8, ge=3, le=36, title="Photo points on an inspection orbit")
     hover_s: float = Field(5.0, ge=0, title="Hold over each inspection photo point (s)")
     nofly_file: str = Field("nofly.geojson", title="No-fly zones (GeoJSON) in the registry folder")
+    telemetry_hz: int = Field(10, ge=1, le=50, title="Position and status messages asked of the vehicle per second")
     connect_timeout_s: float = Field(30.0, gt=0, title="Seconds to wait for a vehicle's heartbeat and parameters")
     link_timeout_s: float = Field(
         5.0, gt=0, title="Link lost after this many seconds without a heartbeat",

@@ -28,7 +28,7 @@ import numpy as np
 import shapely
 from pymavlink.dialects.v20 import common as mavlink
 from shapely import affinity
-from shapely.geometry import LineString, MultiLineString, Polygon, shape
+from shapely.geometry import LineString, MultiLineString, Point, Polygon, shape
 
 from domain.geo import LocalFrame
 from domain.missions import mission_id
@@ -402,6 +402,14 @@ def require(plan: Plan, cfg: FlightsConfig, **kw) -> Check:
     if not result.ok:
         raise PlanRefused(result.problems)
     return result
+
+
+def deviation_m(plan: Plan, track: Sequence[Sequence]) -> list[float]:
+    """For each flown point [ts, lat, lon, ...], its distance (m) to the planned route."""
+    frame = LocalFrame(*plan.home)
+    route = LineString([(0.0, 0.0), *(frame.to_local(w.lat, w.lon) for w in plan.waypoints),
+                        (0.0, 0.0)])
+    return [route.distance(Point(frame.to_local(p[1], p[2]))) for p in track]
 
 
 def with_device(plan: Plan, registry: Registry, device_id: str) -> Plan:

@@ -512,6 +512,7 @@ class SimVehicle:
             self.armed, self.fence_breached, self.gcs_lost = True, False, False
             self.hold = (self.e, self.n, 0.0)
             self._statustext("Arming motors")
+            self._heartbeat_soon()
             return mav.MAV_RESULT_ACCEPTED
         if not self.landed and not force:
             self._statustext("Disarm refused: flying", mav.MAV_SEVERITY_WARNING)
@@ -523,6 +524,7 @@ class SimVehicle:
         if self.armed:
             self.armed = False
             self._statustext(why)
+            self._heartbeat_soon()
             self._queue_telemetry()
 
     def _takeoff(self, alt: float) -> int:
@@ -549,6 +551,7 @@ class SimVehicle:
                     self.current = 1
                 self.item_started = False
             self._statustext(f"Mode {name}" + (f": {why}" if why else ""))
+            self._heartbeat_soon()
         return mav.MAV_RESULT_ACCEPTED
 
     def _set_trigger(self, distance: float, now: float = 0.0) -> None:
@@ -738,6 +741,10 @@ class SimVehicle:
                     self._set_mode("RTL", "Fence breach")
 
     # ----- outbound streams ---------------------------------------------------------
+    def _heartbeat_soon(self) -> None:
+        """Announce a mode or arming change with the next loop's heartbeat, not a second later."""
+        self._last_sent.pop("heartbeat", None)
+
     def _due(self, name: str, period: float, wall: float) -> bool:
         if wall - self._last_sent.get(name, -1e9) >= period:
             self._last_sent[name] = wall
