@@ -117,8 +117,8 @@ def attach_frames(conn, sortie: store.Sortie, actor: str) -> int:
             added += case_store.add_evidence(conn, sortie.case_id, "frame", f.sha256, f.sha256, None, {
                 "ts": f.ts.astimezone(UTC).isoformat(), "source_id": sortie.device_id,
                 "fit_as_evidence": f.fit_as_evidence, "sortie_id": sortie.sortie_id,
-                "mission_id": sortie.mission_id, "lat": f.lat, "lon": f.lon, "alt_m": f.alt_m,
-                "classes": f.classes}, actor)
+                "mission_id": sortie.mission_id, "lat": f.lat, "lon": f.lon, "alt_m": f.alt_m},
+                actor)
     return added
 
 

@@ -99,6 +99,16 @@ def create(conn: psycopg.Connection, *, kind: str, plan: dict | None, device_id:
     return sortie_id
 
 
+def request_for_case(conn: psycopg.Connection, case_id: int, rule_id: str, subject_id: str,
+                     request: dict[str, Any], actor: str) -> int | None:
+    """A rule's dispatch action: ask for a drone to inspect the case's subject (commits).
+
+    Once per case and rule; the dispatcher (flights/operations.py) plans and flies it."""
+    return create(conn, kind="inspection", plan=request, device_id=None, subject_ids=[subject_id],
+                  requested_by=f"rule:{rule_id}", status="requested", case_id=case_id,
+                  rule_id=rule_id, approval=request.get("approval", "operator"))
+
+
 def _event(conn: psycopg.Connection, sortie_id: int, status: str, reason: str, actor: str,
            data: dict[str, Any]) -> None:
     conn.execute("INSERT INTO sortie_events (sortie_id, status, reason) VALUES (%s, %s, %s)",
