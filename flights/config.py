@@ -47,6 +47,6 @@ class FlightsConfig(BaseModel):
     low_battery_pct: float = Field(30.0, ge=0, le=100,
                                    title="Battery level at which dispatch commands RTL (%)")
     sortie_timeout_s: float = Field(3600.0, gt=0, title="Give up monitoring a sortie after this long (s)")
-    auto_dispatch: bool = Field(
-        True, title="Let rules with a dispatch action send drones",
-        description="False: every dispatch request waits for an operator's approval.")
+    dispatcher: bool = Field(
+        True, title="Run the dispatcher in `citywatch run`",
+        description="It plans and flies the sorties that rules' dispatch actions request.")

@@ -22,13 +22,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
+
 from domain.registry import Registry
+from domain.registry import load as load_registry
 from flights import planner
 from flights.config import FlightsConfig
 from flights.planner import Plan, PlanError
 from storage import cases as case_store
 from storage import sorties as store
 from storage.db import Database
+from storage.errors import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +48,9 @@ class Context:
     zones: tuple[dict, ...]
 
     @classmethod
-    def load(cls, cfg: FlightsConfig, registry: Registry, registry_dir: Path) -> Context:
+    def load(cls, cfg: FlightsConfig, registry_dir: Path, registry: Registry | None = None) -> Context:
+        """The registry (unless given) and no-fly zones of `registry_dir`."""
+        registry = registry or load_registry(registry_dir)
         return cls(cfg, registry, tuple(planner.load_no_fly(Path(registry_dir) / cfg.nofly_file)))
 
 
@@ -161,7 +167,10 @@ class Dispatcher:
             lock_conn.commit()
             try:
                 while not stop.is_set():
-                    self.step()
+                    try:
+                        self.step()
+                    except (psycopg.OperationalError, StorageError):
+                        log.exception("flights: dispatcher pass failed; retrying")
                     if self.errors:
                         raise RuntimeError("a sortie thread failed") from self.errors[0]
                     stop.wait(self.interval_s)
@@ -225,8 +234,15 @@ class Dispatcher:
 
 
 def run_dispatcher(db: Database, ctx: Context, stop: threading.Event) -> None:
-    """The `flights` stage of `citywatch run`."""
-    Dispatcher(db, ctx).run(stop)
+    """The `flights` stage of `citywatch run`: a failure that is not the database's or a
+    vehicle's (a defect) stops the whole process rather than leaving sorties unwatched."""
+    try:
+        Dispatcher(db, ctx).run(stop)
+    except Exception:
+        log.critical("flights: dispatcher stopped", exc_info=True)
+        import _thread
+
+        _thread.interrupt_main()  # the main thread shuts the pipeline down, exit code non-zero
 
 
 def wait_final(db: Database, sortie_id: int, timeout: float) -> store.Sortie:

@@ -192,6 +192,8 @@ def load(path: Path) -> Plan:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise PlanError(f"{Path(path).name}: not valid JSON: {exc}") from None
+    except OSError as exc:
+        raise PlanError(f"{path}: {exc.strerror}") from None
     try:
         return parse(doc)
     except PlanError as exc:

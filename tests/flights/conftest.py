@@ -12,7 +12,6 @@ from domain.registry import Registry
 from domain.registry import load as load_registry
 from flights.config import FlightsConfig
 from flights.operations import Context
-from flights.planner import load_no_fly
 from simulators.vehicle import SimVehicle, config_for
 
 REGISTRY_DIR = PROJECT_ROOT / "configs" / "registry"
@@ -66,4 +65,4 @@ def flight_cfg() -> FlightsConfig:
 
 
 def context(cfg: FlightsConfig, registry: Registry) -> Context:
-    return Context(cfg, registry, tuple(load_no_fly(REGISTRY_DIR / cfg.nofly_file)))
+    return Context.load(cfg, REGISTRY_DIR, registry)

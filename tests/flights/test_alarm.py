@@ -13,7 +13,7 @@ import pytest
 from shapely.geometry import shape
 
 from detectors.worker import make_worker
-from flights import operations, planner
+from flights import coverage, operations, planner
 from ingest.collector import Collector
 from rules.engine import evaluate
 from simulators.drone import FRAME, FramePublisher
@@ -99,6 +99,13 @@ def test_dust_exceedance_sends_a_drone_and_its_frames_join_the_case(config, db, 
     # the detector saw the uncovered soil on the site in the drone's photos
     seen = [f for f in frames_of_sortie(db, sortie) if "bare_soil" in f.classes]
     assert seen
+    # proof of coverage: the site was photographed in a fit frame
+    with db.connection() as conn:
+        proof = coverage.of_sortie(conn, ctx.registry, sortie)
+        period = coverage.of_period(conn, ctx.registry, sortie.takeoff_at, sortie.landed_at)
+    assert (proof.planned, proof.covered, proof.missed) == ([SITE], [SITE], [])
+    assert proof.fit_frames >= 1 and period["period"]["covered"] == [SITE]
+    assert [s["sortie_id"] for s in period["sorties"]] == [sortie.sortie_id]
 
 
 def frames_of_sortie(db, sortie):

@@ -181,3 +181,17 @@ def test_bad_json_names_the_file(tmp_path: Path):
     with pytest.raises(planner.PlanError, match="broken.plan: not valid JSON"):
         qgc.load(path)
     assert json.loads(json.dumps(qgc.export(planner.plan_for_subject(REGISTRY, "S-001", CFG))))
+
+
+@pytest.mark.parametrize("heading, inside, outside", [
+    (0.0, [(50.0, 0.0), (0.0, 38.0)], [(0.0, 45.0), (60.0, 0.0)]),      # long side east-west
+    (90.0, [(0.0, 50.0), (38.0, 0.0)], [(45.0, 0.0), (0.0, 60.0)]),     # turned: long side north-south
+])
+def test_frame_footprint_follows_altitude_fov_and_heading(heading, inside, outside):
+    from flights.coverage import footprint
+
+    fp = footprint(HOME[0], HOME[1], 60.0, heading, 84.0, 640, 480)  # 108 x 81 m
+    for pts, expected in ((inside, True), (outside, False)):
+        for e, n in pts:
+            lat, lon = FRAME.to_wgs84(e, n)
+            assert fp.contains(shape({"type": "Point", "coordinates": [lon, lat]})) is expected, (e, n)
