@@ -55,6 +55,7 @@ def test_plan_check_and_refusals(client_and_ctx):
     assert client.get("/api/flights/sorties").status_code == 401
 
 
+@pytest.mark.slow
 def test_fly_watch_and_prove_coverage_through_the_api(client_and_ctx, vehicles):
     client, ctx = client_and_ctx
     as_li = {"X-User": "li"}

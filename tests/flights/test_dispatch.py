@@ -77,6 +77,7 @@ def test_survey_uploaded_flown_and_landed_along_the_plan(db, vehicles, flight_cf
     assert planner.dock(planner.drone(ctx.registry, DRONE)) == pytest.approx((lat, lon), abs=2e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dispatch_low, words", [
     (0.0, "vehicle switched to RTL: Mode RTL: Battery failsafe"),   # the vehicle's own failsafe
     (29.0, "battery 29 % at or below 29 %: RTL"),                   # the ground station's
@@ -95,6 +96,7 @@ def test_low_battery_brings_the_drone_home(db, vehicles, flight_cfg, dispatch_lo
     assert not sim.armed and sim.position[2] == 0.0
 
 
+@pytest.mark.slow
 def test_link_loss_makes_the_vehicle_return_and_the_sortie_says_so(db, vehicles, flight_cfg):
     ctx = context(flight_cfg, registry_with(free_udp_port()))
     sim = vehicles.start(ctx.registry, params={"FS_GCS_TIMEOUT": 1.5})
@@ -112,6 +114,7 @@ def test_link_loss_makes_the_vehicle_return_and_the_sortie_says_so(db, vehicles,
     assert not sim.armed
 
 
+@pytest.mark.slow
 def test_geofence_crossing_triggers_rtl(db, vehicles, flight_cfg):
     ctx = context(flight_cfg, registry_with(free_udp_port()))
     sim = vehicles.start(ctx.registry, params={"FENCE_RADIUS": 150.0})
