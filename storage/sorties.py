@@ -1,4 +1,4 @@
-"""Drone sorties (migration 0006): the record of a planned, flown and ended flight.
+"""Drone sorties (migration 0008): the record of a planned, flown and ended flight.
 
 Every status change is a row in `sortie_events` and an audit-log entry in the same
 transaction, so a sortie never claims to have flown without the history that says how.
