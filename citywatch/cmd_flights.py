@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from citywatch import app
-from citywatch.cli import emit, load_config
 from citywatch.cmd_rules import _time
+from citywatch.console import emit, load_config
 from citywatch.service import stop_on_signals
 
 log = logging.getLogger(__name__)

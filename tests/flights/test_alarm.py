@@ -47,13 +47,13 @@ def test_dust_exceedance_sends_a_drone_and_its_frames_join_the_case(config, db, 
     try:
         publish_dust(config, 2.5, 260.0)
         wait_until(lambda: _count(db, "readings") >= 150)
-        evaluate(config, db)
+        evaluate(config.rules, db)
         with db.connection() as conn:
             case = next(c for c in case_store.list_cases(conn)
                         if c.subject_id == SITE and c.rule_id == "dust.pm10_hourly_case")
             [requested] = store.list_sorties(conn)
         assert (requested.status, requested.case_id, requested.approval) == ("requested", case.case_id, "operator")
-        evaluate(config, db)  # judging the case again asks for no second drone
+        evaluate(config.rules, db)  # judging the case again asks for no second drone
         with db.connection() as conn:
             assert len(store.list_sorties(conn)) == 1
 
