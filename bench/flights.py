@@ -20,10 +20,8 @@ dropped at the end. Record `uptime`'s load average beside the numbers (printed).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -45,7 +43,7 @@ from ingest.broker import start_mosquitto
 from ingest.collector import Collector
 from simulators.drone import FRAME, publish_pass, street_pass
 from simulators.scenes import streets_from_registry
-from simulators.vehicle import SimVehicle, config_for
+from simulators.vehicle import SimVehicle, config_for, local_fleet
 from storage import sorties as store
 
 DB_NAME = "citywatch_bench_flights"
@@ -62,12 +60,6 @@ def _db(action: str) -> str:
         if action == "create":
             conn.execute(f'CREATE DATABASE "{DB_NAME}"')
     return _admin_url().rsplit("/", 1)[0] + "/" + DB_NAME
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def plan_time_ms(cfg, repeat: int = 20) -> float:
@@ -112,10 +104,7 @@ def baseline(cfg, db, frames: int) -> dict:
 def flights(cfg, db, drones: int, speedup: float) -> dict:
     registry = load_registry(REGISTRY_DIR)
     ids = [d.device_id for d in registry.devices if d.kind == "drone"][:drones]
-    ports = {i: _free_port() for i in ids}
-    devices = tuple(dataclasses.replace(d, props=d.props | {"connection": f"udp:127.0.0.1:{ports[d.device_id]}"})
-                    if d.device_id in ports else d for d in registry.devices)
-    registry = dataclasses.replace(registry, devices=devices)
+    registry = local_fleet(registry, ids)
     fcfg = cfg.flights.model_copy(update={"allow_night": True, "sortie_timeout_s": 600})
     ctx = operations.Context.load(fcfg, REGISTRY_DIR, registry)
     streets = streets_from_registry(registry.streets, FRAME)

@@ -53,6 +53,10 @@ def format_demo(s: dict, format_cases) -> str:
         lines.append("dead letters by reason: " + ", ".join(
             f"{r} {n}" for r, n in s["dead_letters_by_reason"].items()))
     lines.append("frames: " + ", ".join(f"{k} {v}" for k, v in s["frames"].items()))
+    if pub.get("sortie"):
+        so = pub["sortie"]
+        lines.append(f"drone sortie #{so['sortie_id']} by {so['drone']}: {so['status']}"
+                     + (f" ({so['reason']})" if so["reason"] else "") + f", mission {so['mission_id']}")
     if pub.get("stalls_at"):
         lines.append("street stalls placed in front of: " + ", ".join(pub["stalls_at"]))
     lines += ["", format_cases(s)]

@@ -2,8 +2,9 @@
 
 An embedded PostgreSQL and a private broker start under the data directory; the demo
 publishes a simulated day of fume and dust readings (known violations, one bad message of
-every kind), a drone pass over a street with street stalls and cone-camera frames from
-road works, runs collectors, detector workers and the rule engine over them, and ends
+every kind), flies one drone sortie along a street with street stalls (planned, checked and
+dispatched over MAVLink to a simulated ArduCopter), publishes cone-camera frames from road
+works, runs collectors, detector workers and the rule engine over them, and ends
 with what was stored, what was refused and why, the cases opened with their evidence
 state, and the merchants' credit codes.
 """
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 DEMO_DATABASE = "citywatch_demo"
 DEMO_STREET = "ST-001"
 DRONE_AT, CONES_AT = "10:20", "10:00"  # local times on the simulated day
+DRONE_SPEEDUP = 20.0  # the sortie's vehicle time runs this much faster than the demo's wall time
 DEMO_CONES = (("P-001", "cone_fallen", 7), ("P-002", "no_helmet", 3), ("P-003", "fence_missing", 4))
 
 
@@ -45,12 +47,40 @@ def _fresh_embedded_database(data_dir: Path) -> str:
     return make_conninfo(admin, dbname=DEMO_DATABASE)
 
 
-def _publish_devices(config: AppConfig, url: str, errors: list[str]) -> dict:
-    """Publish the scenario, the drone pass and the cone frames through the broker at `url`
-    (the private broker's publisher account); return what went out."""
+def _fly_street(config: AppConfig, url: str, db, registry, start: datetime) -> dict:
+    """One sortie along the demo street: planned, checked, uploaded and flown by dispatch
+    on a simulated ArduCopter whose camera sees four street stalls and publishes through
+    the broker at `url`; returns what it did."""
+    from flights.operations import Context, fly
+    from flights.planner import plan_for_street
+    from simulators.drone import FRAME, place_street_objects
+    from simulators.scenes import streets_from_registry
+    from simulators.vehicle import SimVehicle, config_for, local_fleet
+
+    plan = plan_for_street(registry, DEMO_STREET, config.flights, alt_m=40)
+    fleet = local_fleet(registry, [plan.device_id])
+    placed = place_street_objects(registry, DEMO_STREET, stalls=4, seed=7)
+    sim = SimVehicle(config_for(
+        fleet, plan.device_id, speedup=DRONE_SPEEDUP, mqtt_url=url,
+        topic_prefix=config.mqtt.topic_prefix, objects=[o.scene for o in placed],
+        streets=streets_from_registry(registry.streets, FRAME), clock_start=start, seed=7)).start()
+    try:
+        ctx = Context.load(config.flights, config.resolve(config.registry.directory), fleet)
+        sortie = fly(db, ctx, plan, "demo", when=start)
+    finally:
+        sim.stop()  # after the camera has published every frame it took
+    return {"sortie": {"sortie_id": sortie.sortie_id, "drone": plan.device_id,
+                       "status": sortie.status, "reason": sortie.reason,
+                       "mission_id": sortie.mission_id},
+            "drone_frames": sim.frames_published,
+            "stalls_at": sorted(o.subject_id for o in placed if o.subject_id)}
+
+
+def _publish_devices(config: AppConfig, url: str, db, errors: list[str]) -> dict:
+    """Publish the scenario, fly the drone sortie, publish the cone frames through the broker
+    at `url` (the private broker's publisher account); return what went out."""
     from simulators import scenario as scenarios
     from simulators.cone import cone_frames, publish_cone_frames
-    from simulators.drone import publish_pass, street_pass
     from simulators.sensors import publish
 
     out: dict = {}
@@ -60,10 +90,7 @@ def _publish_devices(config: AppConfig, url: str, errors: list[str]) -> dict:
         out["scenario_day"] = sc.day.isoformat()
         out["expected_cases"] = len(sc.expected_cases)
         # Frames are taken on the simulated day too, so one evaluation judges everything.
-        flight = street_pass(registry, DEMO_STREET, stalls=4, start=sc.local(DRONE_AT),
-                             max_frames=14, seed=7)
-        out["drone_frames"] = publish_pass(flight, url, config.mqtt.topic_prefix)
-        out["stalls_at"] = sorted(o.subject_id for o in flight.objects if o.subject_id)
+        out.update(_fly_street(config, url, db, registry, sc.local(DRONE_AT)))
         cones = 0
         for i, (permit, scenario_name, n) in enumerate(DEMO_CONES):
             frames = cone_frames(registry, permit, scenario=scenario_name, frames=n,
@@ -103,7 +130,7 @@ def run_demo(config: AppConfig, seconds: float = 60.0) -> dict:
     published: dict = {}
     publisher = threading.Thread(
         target=lambda: published.update(
-            _publish_devices(config, pipeline.broker.publisher_url, errors)),
+            _publish_devices(config, pipeline.broker.publisher_url, pipeline.db, errors)),
         name="demo-publisher", daemon=True)
     publisher.start()
 

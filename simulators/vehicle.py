@@ -28,10 +28,12 @@ since a ground station sends its heartbeats in wall time.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
 import queue
+import socket
 import threading
 import time
 import uuid
@@ -887,6 +889,22 @@ def gcs_address(connection: str) -> tuple[str, int]:
                          "(expected udp:HOST:PORT)")
     host, _, port = rest.rpartition(":")
     return ("127.0.0.1" if host in ("", "0.0.0.0") else host), int(port)
+
+
+def free_udp_port() -> int:
+    """A UDP port on the loopback that nothing listens on now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def local_fleet(registry: Registry, device_ids: Sequence[str]) -> Registry:
+    """The registry with these drones' connection strings moved to free loopback UDP ports,
+    so that simulators (tests, benchmarks, the demo) never meet a fixed port in use."""
+    moved = {d: f"udp:127.0.0.1:{free_udp_port()}" for d in device_ids}
+    devices = tuple(dataclasses.replace(d, props=d.props | {"connection": moved[d.device_id]})
+                    if d.device_id in moved else d for d in registry.devices)
+    return dataclasses.replace(registry, devices=devices)
 
 
 def config_for(registry: Registry, device_id: str, **overrides) -> VehicleConfig:

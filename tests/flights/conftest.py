@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import socket
-
 import pytest
 
 from domain.paths import PROJECT_ROOT
@@ -12,25 +9,16 @@ from domain.registry import Registry
 from domain.registry import load as load_registry
 from flights.config import FlightsConfig
 from flights.operations import Context
-from simulators.vehicle import SimVehicle, config_for
+from simulators.vehicle import SimVehicle, config_for, local_fleet
 
 REGISTRY_DIR = PROJECT_ROOT / "configs" / "registry"
 DRONE = "UAV-03"
 SPEEDUP = 40.0
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def registry_with(port: int, device_id: str = DRONE) -> Registry:
-    """The demo registry with one drone's connection string moved to `port`."""
-    reg = load_registry(REGISTRY_DIR)
-    devices = tuple(dataclasses.replace(d, props=d.props | {"connection": f"udp:127.0.0.1:{port}"})
-                    if d.device_id == device_id else d for d in reg.devices)
-    return dataclasses.replace(reg, devices=devices)
+def registry_with(device_id: str = DRONE) -> Registry:
+    """The demo registry with one drone's connection string moved to a free port."""
+    return local_fleet(load_registry(REGISTRY_DIR), [device_id])
 
 
 class Vehicles:

@@ -22,7 +22,7 @@ from storage import cases as case_store
 from storage import frames as frames_repo
 from storage import sorties as store
 from tests.detectors.conftest import DEFAULT_ONNX, wait_until
-from tests.flights.conftest import context, free_udp_port, registry_with
+from tests.flights.conftest import context, registry_with
 
 pytestmark = pytest.mark.slow
 
@@ -58,11 +58,11 @@ def test_dust_exceedance_sends_a_drone_and_its_frames_join_the_case(config, db, 
             assert len(store.list_sorties(conn)) == 1
 
         # the nearest drone of the site's sub-district, simulated, with bare soil on the site
-        registry = registry_with(free_udp_port())
+        registry = registry_with()
         site = registry.subject(SITE)
         c = shape(site.geometry).centroid
         drone = planner.nearest_drone(registry, c.y, c.x, area_id=site.area_id)
-        ctx = context(flight_cfg, registry_with(free_udp_port(), drone.device_id))
+        ctx = context(flight_cfg, registry_with(drone.device_id))
         e, n = FRAME.to_local(c.y, c.x)
         sim = vehicles.start(ctx.registry, drone.device_id, mqtt_url=config.mqtt.url,
                              topic_prefix=config.mqtt.topic_prefix,

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Header, HTTPException
 from fastapi.testclient import TestClient
 
 from flights import api
-from tests.flights.conftest import context, free_udp_port, registry_with
+from tests.flights.conftest import context, registry_with
 
 OPERATORS = {"li": "operator:li"}
 
@@ -28,7 +28,7 @@ def operator(x_user: str = Header("")) -> str:
 
 @pytest.fixture
 def client_and_ctx(db, flight_cfg):
-    ctx = context(flight_cfg, registry_with(free_udp_port()))
+    ctx = context(flight_cfg, registry_with())
     app = FastAPI()
     app.include_router(api.router(db, ctx, viewer=viewer, operator=operator), prefix="/api")
     return TestClient(app), ctx

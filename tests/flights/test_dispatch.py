@@ -13,7 +13,7 @@ from shapely.geometry import Polygon
 from domain.geo import LocalFrame
 from flights import operations, planner
 from storage import sorties as store
-from tests.flights.conftest import DRONE, context, free_udp_port, registry_with
+from tests.flights.conftest import DRONE, context, registry_with
 
 ACTOR = "operator:test"
 
@@ -51,8 +51,7 @@ def statuses(sortie):
 
 
 def test_survey_uploaded_flown_and_landed_along_the_plan(db, vehicles, flight_cfg):
-    port = free_udp_port()
-    ctx = context(flight_cfg, registry_with(port))
+    ctx = context(flight_cfg, registry_with())
     sim = vehicles.start(ctx.registry)
     plan = survey_near_dock(ctx)
     sortie = operations.fly(db, ctx, plan, ACTOR)
@@ -84,7 +83,7 @@ def test_survey_uploaded_flown_and_landed_along_the_plan(db, vehicles, flight_cf
 ])
 def test_low_battery_brings_the_drone_home(db, vehicles, flight_cfg, dispatch_low, words):
     cfg = flight_cfg.model_copy(update={"low_battery_pct": dispatch_low, "reserve_pct": 0})
-    ctx = context(cfg, registry_with(free_udp_port()))
+    ctx = context(cfg, registry_with())
     # 1470 mAh of 5880 is the low level (25 %); start at 30 % with a long survey ahead
     sim = vehicles.start(ctx.registry, battery_pct=30.0)
     plan = survey_near_dock(ctx, size=(400.0, 300.0))
@@ -98,7 +97,7 @@ def test_low_battery_brings_the_drone_home(db, vehicles, flight_cfg, dispatch_lo
 
 @pytest.mark.slow
 def test_link_loss_makes_the_vehicle_return_and_the_sortie_says_so(db, vehicles, flight_cfg):
-    ctx = context(flight_cfg, registry_with(free_udp_port()))
+    ctx = context(flight_cfg, registry_with())
     sim = vehicles.start(ctx.registry, params={"FS_GCS_TIMEOUT": 1.5})
     sortie_id, t = fly_in_thread(db, ctx, survey_near_dock(ctx, size=(400.0, 300.0)))
     wait_status(db, sortie_id, "airborne")
@@ -116,7 +115,7 @@ def test_link_loss_makes_the_vehicle_return_and_the_sortie_says_so(db, vehicles,
 
 @pytest.mark.slow
 def test_geofence_crossing_triggers_rtl(db, vehicles, flight_cfg):
-    ctx = context(flight_cfg, registry_with(free_udp_port()))
+    ctx = context(flight_cfg, registry_with())
     sim = vehicles.start(ctx.registry, params={"FENCE_RADIUS": 150.0})
     assert sim.params["FENCE_ENABLE"] == 1
     plan = survey_near_dock(ctx, east=100.0, north=100.0, size=(200.0, 150.0))
@@ -131,7 +130,7 @@ def test_geofence_crossing_triggers_rtl(db, vehicles, flight_cfg):
 
 
 def test_operator_abort_mid_flight(db, vehicles, flight_cfg):
-    ctx = context(flight_cfg, registry_with(free_udp_port()))
+    ctx = context(flight_cfg, registry_with())
     sim = vehicles.start(ctx.registry)
     sortie_id, t = fly_in_thread(db, ctx, survey_near_dock(ctx, size=(400.0, 300.0)))
     wait_status(db, sortie_id, "airborne")
@@ -155,10 +154,9 @@ def _zone_plan(ctx):
 
 
 def test_no_fly_zone_refuses_the_plan_and_nothing_is_uploaded(db, vehicles, flight_cfg):
-    port = free_udp_port()
-    ctx = context(flight_cfg, registry_with(port))
+    ctx = context(flight_cfg, registry_with())
     plan = _zone_plan(ctx)
-    ctx = context(flight_cfg, registry_with(port, plan.device_id))
+    ctx = context(flight_cfg, registry_with(plan.device_id))
     sim = vehicles.start(ctx.registry, plan.device_id)
     sortie = operations.fly(db, ctx, plan, ACTOR)
     assert sortie.status == "refused"
@@ -168,7 +166,7 @@ def test_no_fly_zone_refuses_the_plan_and_nothing_is_uploaded(db, vehicles, flig
 
 def test_vehicle_that_does_not_answer_fails_the_sortie(db, flight_cfg):
     cfg = flight_cfg.model_copy(update={"connect_timeout_s": 2.0})
-    ctx = context(cfg, registry_with(free_udp_port()))
+    ctx = context(cfg, registry_with())
     sortie = operations.fly(db, ctx, survey_near_dock(ctx), ACTOR)
     assert sortie.status == "failed"
     assert "did not answer" in sortie.reason
@@ -181,7 +179,7 @@ def test_vehicle_that_does_not_answer_fails_the_sortie(db, flight_cfg):
     ({"battery_pct": 20.0}, "pre-flight: battery 20 % is below"),
 ])
 def test_vehicle_not_ready_fails_the_sortie_on_the_ground(db, vehicles, flight_cfg, overrides, words):
-    ctx = context(flight_cfg, registry_with(free_udp_port()))
+    ctx = context(flight_cfg, registry_with())
     sim = vehicles.start(ctx.registry, **overrides)
     sortie = operations.fly(db, ctx, survey_near_dock(ctx), ACTOR)
     assert sortie.status == "failed"

@@ -4,7 +4,6 @@ dronekit against it (upload, arm, fly, failsafes) is tested in tests/flights/.""
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
@@ -13,15 +12,9 @@ from pymavlink import mavutil
 from domain.missions import mission_id
 from domain.paths import PROJECT_ROOT
 from domain.registry import load as load_registry
-from simulators.vehicle import SimVehicle, VehicleConfig, config_for, gcs_address
+from simulators.vehicle import SimVehicle, VehicleConfig, config_for, free_udp_port, gcs_address
 
 mav = mavutil.mavlink
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
