@@ -48,7 +48,7 @@ def vehicles():
 
 @pytest.fixture
 def flight_cfg() -> FlightsConfig:
-    return FlightsConfig(connect_timeout_s=10, link_timeout_s=1.0, sortie_timeout_s=60,
+    return FlightsConfig(connect_timeout_s=10, link_timeout_s=2.5, sortie_timeout_s=60,
                          allow_night=True)
 
 
