@@ -130,11 +130,12 @@ class Flight:
         v = self.vehicle
         airborne = v is not None and v.armed and (v.location.global_relative_frame.alt or 0) > 1
         if airborne:  # never leave a drone in the air without a way home
-            reason += "; RTL commanded"
+            reason += ("; RTL sent over a lost link (the vehicle's own failsafe should bring it home)"
+                       if self._link_lost() else "; RTL commanded")
             try:
                 v.mode = dronekit.VehicleMode("RTL")
             except Exception:  # noqa: BLE001 - the link is what failed
-                reason += " (not confirmed)"
+                reason += " (not sent)"
         self._set("failed", reason)
         return Outcome("failed", reason, None, None, None, self.track, self.messages)
 
@@ -277,7 +278,13 @@ class Flight:
                 next_poll = time.monotonic() + 1.0
                 request = self.poll(self)
             if time.monotonic() > deadline:
-                raise DispatchError(f"sortie still flying after {cfg.sortie_timeout_s:g} s")
+                loc = v.location.global_relative_frame  # the last position the link brought
+                where = (f"; last seen at {loc.lat:.6f},{loc.lon:.6f} {loc.alt or 0:.0f} m"
+                         if loc.lat is not None else "")
+                if link_lost_since is not None:
+                    raise DispatchError(f"link lost {time.monotonic() - link_lost_since:.0f} s ago "
+                                        f"and not regained{where}")
+                raise DispatchError(f"sortie still flying after {cfg.sortie_timeout_s:g} s{where}")
             if self._link_lost():
                 if link_lost_since is None:
                     link_lost_since = time.monotonic()

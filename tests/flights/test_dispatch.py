@@ -185,3 +185,20 @@ def test_vehicle_not_ready_fails_the_sortie_on_the_ground(db, vehicles, flight_c
     assert sortie.status == "failed"
     assert words in sortie.reason
     assert "airborne" not in statuses(sortie) and not sim.armed
+
+
+@pytest.mark.slow
+def test_link_that_never_comes_back_fails_the_sortie_with_the_last_position(db, vehicles, flight_cfg):
+    cfg = flight_cfg.model_copy(update={"sortie_timeout_s": 8.0})
+    ctx = context(cfg, registry_with())
+    sim = vehicles.start(ctx.registry, params={"FS_GCS_TIMEOUT": 1.5})
+    sortie_id, t = fly_in_thread(db, ctx, survey_near_dock(ctx, size=(400.0, 300.0)))
+    wait_status(db, sortie_id, "airborne")
+    sim.drop_link(60.0)
+    t.join(30)
+    with db.connection() as conn:
+        sortie = store.get(conn, sortie_id, events=True)
+    assert sortie.status == "failed"
+    assert "and not regained; last seen at" in sortie.reason
+    assert statuses(sortie)[-2:] == ["returning", "failed"]
+    assert any("GCS failsafe" in text for _, text in sim.events)  # the vehicle went home alone
