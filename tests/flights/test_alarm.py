@@ -1,4 +1,4 @@
-"""End to end: a dust exceedance at a site opens a case, the rule's dispatch action asks
+"""A sensor alarm sends a drone. End to end: a dust exceedance at a site opens a case, the rule's dispatch action asks
 for a drone, an operator approves, the dispatcher flies the nearest drone (a simulated
 ArduCopter over UDP) around the site, its camera frames go over MQTT through the
 collector and the detector, and the case carries them beside the dust series."""
@@ -24,8 +24,6 @@ from storage import sorties as store
 from tests.detectors.conftest import DEFAULT_ONNX, wait_until
 from tests.flights.conftest import context, registry_with
 
-pytestmark = pytest.mark.slow
-
 SITE, MONITOR = "S-001", "DM-001"
 
 
@@ -41,6 +39,7 @@ def publish_dust(config, hours: float, pm10: float) -> datetime:
     return now
 
 
+@pytest.mark.slow
 def test_dust_exceedance_sends_a_drone_and_its_frames_join_the_case(config, db, vehicles, flight_cfg):
     config.detectors.weights = str(DEFAULT_ONNX)
     collector = Collector(config, db).start()
@@ -117,3 +116,40 @@ def frames_of_sortie(db, sortie):
 def _count(db, table: str) -> int:
     with db.connection() as conn:
         return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def _case(db, subject_id: str) -> int:
+    now = datetime.now(UTC)
+    draft = case_store.CaseDraft("dust.pm10_hourly_case", 1, subject_id, now - timedelta(hours=1), now,
+                                 "violation", "serious", "dust", "", {})
+    with db.connection() as conn:
+        case_id, _ = case_store.upsert_case(conn, draft, "test")
+        conn.commit()
+        store.request_for_case(conn, case_id, "dust.pm10_hourly_case", subject_id,
+                               {"approval": "auto"}, "test")
+    return case_id
+
+
+@pytest.mark.parametrize("subject, status, words", [
+    ("S-003", "refused", "route crosses no-fly zone NFZ-03"),
+])
+def test_dispatcher_refuses_what_may_not_fly(db, flight_cfg, subject, status, words):
+    """No vehicle is started: a refused plan never reaches one."""
+    _case(db, subject)
+    ctx = context(flight_cfg, registry_with())
+    operations.Dispatcher(db, ctx).step()
+    with db.connection() as conn:
+        [s] = store.list_sorties(conn)
+    assert s.status == status and words in s.reason
+    assert s.device_id and s.plan["kind"] == "inspection"  # the refused plan is kept
+
+
+def test_dispatcher_finds_no_free_drone_when_all_are_flying(db, flight_cfg):
+    ctx = context(flight_cfg, registry_with())
+    busy = {d.device_id for d in ctx.registry.devices if d.kind == "drone"}
+    with pytest.raises(planner.PlanError, match="no drone available for S-001"):
+        operations.plan_request(ctx, "S-001", {}, busy)
+    site = ctx.registry.subject("S-001")
+    own = {d.device_id for d in planner.drones_of_area(ctx.registry, site.area_id)}
+    plan = operations.plan_request(ctx, "S-001", {"pattern": "hover"}, own)
+    assert plan.device_id not in own and len(plan.waypoints) == 1  # a neighbour's drone
