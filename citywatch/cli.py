@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "citywatch.cmd_rules",
     "citywatch.cmd_review",
     "citywatch.cmd_batch",
+    "citywatch.cmd_flights",
 )
 
 

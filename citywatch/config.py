@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from detectors.config import DetectorConfig
 from domain.paths import PROJECT_ROOT
+from flights.config import FlightsConfig
 from ingest.batch.config import BatchConfig
 from ingest.config import IngestConfig, MqttConfig
 from review.config import WebConfig
@@ -74,6 +75,7 @@ class AppConfig(BaseModel):
     monitor: MonitorConfig = Field(default_factory=MonitorConfig, title="Metrics and health")
     web: WebConfig = Field(default_factory=WebConfig, title="Review app and cockpit")
     batch: BatchConfig = Field(default_factory=BatchConfig, title="Batch runs over recorded footage")
+    flights: FlightsConfig = Field(default_factory=FlightsConfig, title="Flight planning and dispatch")
 
     def resolve(self, path: str | os.PathLike[str]) -> Path:
         """A configured path, absolute as given or relative to the project root."""

@@ -2,11 +2,12 @@
 
 An embedded PostgreSQL and a private broker start under <data_dir>/demo; the demo
 publishes a simulated day of fume and dust readings (known violations, one bad message of
-every kind), a drone pass over a street with street stalls and cone-camera frames from
-road works, runs collectors, detector workers and the rule engine over them, takes a few
-cases through an officer's decisions, and ends with what was stored, what was refused and
-why, what it expected to find, found and missed (and why), the cases with their evidence
-state, and the credit codes with their history.
+every kind), flies one drone sortie along a street with street stalls (planned, checked and
+dispatched over MAVLink to a simulated ArduCopter), publishes cone-camera frames from road
+works, runs collectors, detector workers and the rule engine over them, takes a few cases
+through an officer's decisions, and ends with what was stored, what was refused and why,
+what it expected to find, found and missed (and why), the cases with their evidence state,
+and the credit codes with their history.
 
 The demo writes the embedded server's default database, so afterwards every read command
 sees its results with one setting, which the demo prints:
@@ -50,6 +51,7 @@ DEMO_CONES = (("P-001", "cone_fallen", 7, "cone.fallen_not_restored"),
 STALL_RULE = "drone.street_vending"
 OFFICER = "demo-officer"
 PROGRESS_EVERY_S = 5.0
+DRONE_SPEEDUP = 20.0  # the sortie's vehicle time runs this much faster than the demo's wall time
 
 
 def _fresh_default_database(data_dir: Path) -> str:
@@ -63,13 +65,40 @@ def _fresh_default_database(data_dir: Path) -> str:
     return url
 
 
-def _publish_devices(config: AppConfig, url: str, errors: list[str]) -> dict:
-    """Publish the scenario, the drone pass and the cone frames through the broker at `url`
-    (the private broker's publisher account); return what went out and the cases each part
-    should lead to."""
+def _fly_street(config: AppConfig, url: str, db, registry, start: datetime) -> dict:
+    """One sortie along the demo street: planned, checked, uploaded and flown by dispatch
+    on a simulated ArduCopter whose camera sees four street stalls and publishes through
+    the broker at `url`; returns what it did."""
+    from flights.operations import Context, fly
+    from flights.planner import plan_for_street
+    from simulators.drone import FRAME, place_street_objects
+    from simulators.scenes import streets_from_registry
+    from simulators.vehicle import SimVehicle, config_for, local_fleet
+
+    plan = plan_for_street(registry, DEMO_STREET, config.flights, alt_m=40)
+    fleet = local_fleet(registry, [plan.device_id])
+    placed = place_street_objects(registry, DEMO_STREET, stalls=4, seed=7)
+    sim = SimVehicle(config_for(
+        fleet, plan.device_id, speedup=DRONE_SPEEDUP, mqtt_url=url,
+        topic_prefix=config.mqtt.topic_prefix, objects=[o.scene for o in placed],
+        streets=streets_from_registry(registry.streets, FRAME), clock_start=start, seed=7)).start()
+    try:
+        ctx = Context.load(config.flights, config.resolve(config.registry.directory), fleet)
+        sortie = fly(db, ctx, plan, "demo", when=start)
+    finally:
+        sim.stop()  # after the camera has published every frame it took
+    return {"sortie": {"sortie_id": sortie.sortie_id, "drone": plan.device_id,
+                       "status": sortie.status, "reason": sortie.reason,
+                       "mission_id": sortie.mission_id},
+            "drone_frames": sim.frames_published,
+            "stalls_at": sorted(o.subject_id for o in placed if o.subject_id)}
+
+
+def _publish_devices(config: AppConfig, url: str, db, errors: list[str]) -> dict:
+    """Publish the scenario, fly the drone sortie, publish the cone frames through the broker
+    at `url` (the private broker's publisher account); return what went out."""
     from simulators import scenario as scenarios
     from simulators.cone import cone_frames, publish_cone_frames
-    from simulators.drone import publish_pass, street_pass
     from simulators.sensors import publish
 
     out: dict = {"expected": []}
@@ -80,13 +109,10 @@ def _publish_devices(config: AppConfig, url: str, errors: list[str]) -> dict:
         out["expected"] += [{"rule_id": c.rule_id, "subject_id": c.subject_id,
                              "source": "demo-day scenario"} for c in sc.expected_cases]
         # Frames are taken on the simulated day too, so one evaluation judges everything.
-        flight = street_pass(registry, DEMO_STREET, stalls=4, start=sc.local(DRONE_AT),
-                             max_frames=14, seed=7)
-        out["stalls_at"] = sorted(o.subject_id for o in flight.objects if o.subject_id)
+        out.update(_fly_street(config, url, db, registry, sc.local(DRONE_AT)))
         out["expected"] += [{"rule_id": STALL_RULE, "subject_id": s,
-                             "source": f"street stall in the drone pass over {DEMO_STREET}"}
+                             "source": f"street stall on the sortie's route along {DEMO_STREET}"}
                             for s in out["stalls_at"]]
-        out["drone_frames"] = publish_pass(flight, url, config.mqtt.topic_prefix)
         cones = 0
         for i, (permit, scenario_name, n, rule_id) in enumerate(DEMO_CONES):
             frames = cone_frames(registry, permit, scenario=scenario_name, frames=n,
@@ -215,7 +241,7 @@ def run_demo(config: AppConfig, seconds: float = 300.0) -> dict:
     published: dict = {}
     publisher = threading.Thread(
         target=lambda: published.update(
-            _publish_devices(config, pipeline.broker.publisher_url, errors)),
+            _publish_devices(config, pipeline.broker.publisher_url, pipeline.db, errors)),
         name="demo-publisher", daemon=True)
     publisher.start()
     try:
@@ -318,6 +344,11 @@ def format_demo(s: dict, format_cases) -> str:
         lines.append("dead letters by reason: " + ", ".join(
             f"{r} {n}" for r, n in s["dead_letters_by_reason"].items()))
     lines.append("frames: " + ", ".join(f"{k} {v}" for k, v in s["frames"].items()))
+    if pub.get("sortie"):
+        so = pub["sortie"]
+        lines.append(f"drone sortie #{so['sortie_id']} by {so['drone']}: {so['status']}"
+                     + (f" ({so['reason']})" if so["reason"] else "")
+                     + f", mission {so['mission_id']}")
     if pub.get("stalls_at"):
         lines.append("street stalls placed in front of: " + ", ".join(pub["stalls_at"]))
     ex = s["expectations"]

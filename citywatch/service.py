@@ -24,7 +24,7 @@ from storage.db import Database
 
 log = logging.getLogger(__name__)
 
-STAGES = ("collect", "detect", "rules")
+STAGES = ("collect", "detect", "rules", "flights")
 
 
 def stop_on_signals() -> threading.Event:
@@ -97,6 +97,14 @@ def start(config: AppConfig, stop: threading.Event, stages: tuple[str, ...] = ST
             pipeline.threads.append(t)
         if config.batch.in_service:
             t = threading.Thread(target=_sweeps, args=(pipeline,), name="batch-schedule",
+                                 daemon=True)
+            t.start()
+            pipeline.threads.append(t)
+        if "flights" in stages and config.flights.dispatcher:
+            from flights.operations import Context, run_dispatcher
+
+            ctx = Context.load(config.flights, config.resolve(config.registry.directory))
+            t = threading.Thread(target=run_dispatcher, args=(db, ctx, stop), name="flights",
                                  daemon=True)
             t.start()
             pipeline.threads.append(t)

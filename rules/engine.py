@@ -32,6 +32,7 @@ from rules.timeutil import day_start, local_day, parse_duration
 from storage import cases as case_store
 from storage import registry as registry_store
 from storage import rule_queries, timescale
+from storage import sorties as sortie_store
 from storage.db import Database
 from storage.errors import StorageError
 
@@ -173,6 +174,9 @@ def _record(conn: psycopg.Connection, config: RulesConfig, ctx: EvalContext,
         outcomes[outcome] += 1
         case_of[ep.key] = case_id
         conn.commit()
+        if outcome == "created" and rule.dispatch is not None:
+            sortie_store.request_for_case(conn, case_id, rule.id, ep.subject_id,
+                                          rule.dispatch.model_dump(exclude_none=True), actor)
     # Fusion: camera / drone cases, and warnings, at a subject with a sensor violation in
     # the same period join that case (the earliest, when several overlap).
     hosts = sorted(((r, e) for r, e in ordered

@@ -50,6 +50,20 @@ class EvidenceRecipe(BaseModel):
         "is ready for review.")
 
 
+class DispatchAction(BaseModel):
+    """Send a drone when a case of this rule opens: a point inspection of the subject."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    approval: Literal["auto", "operator"] = Field(
+        "operator", title="Who lets the drone fly",
+        description="`auto`: the dispatcher flies the sortie as soon as it is planned and "
+        "checked; `operator`: it waits for `citywatch flights approve SORTIE`.")
+    pattern: Literal["orbit", "hover"] | None = Field(
+        None, title="Inspection pattern (default flights.inspection_pattern)")
+    alt_m: float | None = Field(None, gt=0, le=120, title="Altitude above ground (m)")
+
+
 class RuleBase(BaseModel):
     """Fields every rule kind has."""
 
@@ -68,6 +82,9 @@ class RuleBase(BaseModel):
     emit: bool = Field(True, title="Open cases",
                        description="False: only feeds composite rules.")
     evidence: EvidenceRecipe = Field(default_factory=EvidenceRecipe, title="Evidence recipe")
+    dispatch: DispatchAction | None = Field(
+        None, title="Send a drone when a case opens",
+        description="A sortie is requested for each new case; its frames join the case.")
 
     # What a kind of rule judges, which the engine asks instead of listing kinds:
     # "measurements": values a device measured (its certification at the time matters, and

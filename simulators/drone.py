@@ -82,17 +82,13 @@ def _street_axis(registry: Registry, street_id: str) -> tuple[np.ndarray, np.nda
     raise KeyError(f"no street {street_id!r} in the registry")
 
 
-def street_pass(registry: Registry, street_id: str, *, stalls: int | Sequence[str] = 4,
-                drone_id: str = "UAV-01", alt_m: float = 40.0, hfov_deg: float = 84.0,
-                spacing_m: float = 30.0, width: int = 640, height: int = 480,
-                start: datetime | None = None, interval_s: float = 2.0, seed: int = 0,
-                max_frames: int | None = None, look: Look | None = None,
-                jpeg_quality: int = 90) -> StreetPass:
-    """Plan and render a nadir pass along `street_id` at `alt_m`.
+def place_street_objects(registry: Registry, street_id: str, *, stalls: int | Sequence[str] = 4,
+                         seed: int = 0) -> list[PlacedObject]:
+    """What stands on `street_id` for a pass: stalls in front of merchants, traffic (seeded).
 
-    `stalls` is a number of merchants of this street picked at random (seeded), or the
-    merchant ids themselves; each gets a street stall in the middle of its frontage. Cars
-    on the carriageway and people on the pavement are added as distractors (no subject).
+    `stalls` is a number of merchants of this street picked at random, or the merchant ids
+    themselves; each gets a street stall in the middle of its frontage. Cars on the
+    carriageway are distractors (no subject).
     """
     rng = np.random.default_rng(seed)
     a, b = _street_axis(registry, street_id)
@@ -123,6 +119,22 @@ def street_pass(registry: Registry, street_id: str, *, stalls: int | Sequence[st
         obj = SceneObject("vehicle", float(e), float(n), heading + (0 if lane > 0 else 180),
                           float(rng.uniform(4.0, 5.0)), float(rng.uniform(1.7, 1.9)))
         placed.append(PlacedObject("vehicle", *FRAME.to_wgs84(e, n), None, obj))
+    return placed
+
+
+def street_pass(registry: Registry, street_id: str, *, stalls: int | Sequence[str] = 4,
+                drone_id: str = "UAV-01", alt_m: float = 40.0, hfov_deg: float = 84.0,
+                spacing_m: float = 30.0, width: int = 640, height: int = 480,
+                start: datetime | None = None, interval_s: float = 2.0, seed: int = 0,
+                max_frames: int | None = None, look: Look | None = None,
+                jpeg_quality: int = 90) -> StreetPass:
+    """Plan and render a nadir pass along `street_id` at `alt_m` over the objects that
+    `place_street_objects` puts on the street (same `stalls` and `seed`)."""
+    a, b = _street_axis(registry, street_id)
+    along = (b - a) / np.linalg.norm(b - a)
+    heading = math.degrees(math.atan2(along[0], along[1])) % 360
+    placed = place_street_objects(registry, street_id, stalls=stalls, seed=seed)
+    length = float(np.linalg.norm(b - a))
     streets = streets_from_registry(registry.streets, FRAME)
     start = start or datetime.now(UTC).replace(microsecond=0)
     mission_id = f"M-{street_id}-{uuid.uuid4().hex[:6]}"
@@ -135,16 +147,21 @@ def street_pass(registry: Registry, street_id: str, *, stalls: int | Sequence[st
                 if math.hypot(o.scene.east_m - e, o.scene.north_m - n) < alt_m * 3]
         rendered = render_aerial(near, pose, streets=streets, seed=seed * 1000 + k,
                                  world_seed=seed, look=look or Look(jpeg_quality=jpeg_quality))
-        ok, buf = cv2.imencode(".jpg", rendered.image, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
-        if not ok:
-            raise RuntimeError("JPEG encoding failed")
         lat, lon = FRAME.to_wgs84(e, n)
         ts = start + timedelta(seconds=k * interval_s)
         header = {"ts": ts.isoformat(), "lat": lat, "lon": lon, "alt_m": alt_m,
                   "heading_deg": round(heading, 6), "gimbal_pitch_deg": -90.0,
                   "hfov_deg": hfov_deg, "mission_id": mission_id}
-        frames.append(DroneFrame(ts, header, buf.tobytes(), rendered))
+        frames.append(DroneFrame(ts, header, encode_jpeg(rendered.image, jpeg_quality), rendered))
     return StreetPass(drone_id, street_id, mission_id, placed, frames)
+
+
+def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
+    """JPEG bytes of a rendered frame, as a drone camera sends them."""
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return buf.tobytes()
 
 
 def frame_topic(prefix: str, kind: str, device_id: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 from datetime import date, timedelta
 from pathlib import Path
@@ -203,15 +204,48 @@ def generate(seed: int = SEED) -> dict[str, dict]:
                              lapsed=False) | {"position": _point(*on(s, ROAD_HALF_WIDTH + 0.5))["coordinates"]}
                      for j, s in ((1, s0 - 3), (2, s1 + 3))]))
 
+    docks = []
     for i in range(1, 21):
-        area = areas[(i - 1) % len(areas)]
-        area["properties"]["devices"].append(_device(rng, f"UAV-{i:02d}", "drone", "M30T", False))
+        k = (i - 1) % len(areas)
+        area = areas[k]
+        # each drone waits on a dock in the middle of its sub-district; a ground station
+        # reaches it at `connection` (a MAVLink connection string, as dronekit takes it)
+        dock = (GRID_X0 + (k % 6 + 0.5) * AREA_W + (60.0 if i > len(areas) else 0.0),
+                GRID_Y0 + (k // 6 + 0.5) * AREA_H)
+        docks.append(dock)
+        area["properties"]["devices"].append(
+            _device(rng, f"UAV-{i:02d}", "drone", "M30T", False)
+            | {"connection": f"udp:127.0.0.1:{14550 + i}", "dock": _point(*dock)["coordinates"],
+               "endurance_min": 40, "cruise_ms": 10.0, "hfov_deg": 84.0})
+    nofly = _no_fly_zones(random.Random(seed + 1), docks)
 
     def fc(features: list[dict]) -> dict:
         return {"type": "FeatureCollection", "features": features}
 
     return {"areas": fc(areas), "streets": fc(streets), "merchants": fc(merchants),
-            "sites": fc(sites), "permits": fc(permits)}
+            "sites": fc(sites), "permits": fc(permits), "nofly": fc(nofly)}
+
+
+NO_FLY_KINDS = [("hospital", "医院"), ("school", "中学"), ("school", "小学"), ("hospital", "中医院"),
+                ("kindergarten", "幼儿园"), ("school", "实验学校"), ("hospital", "妇幼保健院"),
+                ("government", "区政府")]
+
+
+def _no_fly_zones(rng: random.Random, docks: list[tuple[float, float]]) -> list[dict]:
+    """No-fly zones around hospitals, schools and offices: circles (as 24-gons), none over a dock."""
+    zones = []
+    for i, (kind, word) in enumerate(NO_FLY_KINDS, start=1):
+        while True:
+            e, n = rng.uniform(-4300, 4300), rng.uniform(-2800, 2800)
+            radius = rng.choice([150.0, 200.0, 250.0])
+            if all((e - de) ** 2 + (n - dn) ** 2 > (radius + 300) ** 2 for de, dn in docks):
+                break
+        ring = [(e + radius * math.cos(2 * math.pi * k / 24), n + radius * math.sin(2 * math.pi * k / 24))
+                for k in range(24)]
+        zones.append(_feature(_poly(ring), zone_id=f"NFZ-{i:02d}", kind=kind,
+                              name=f"{rng.choice(STREET_WORDS)}{word}", radius_m=radius,
+                              floor_m=0, ceiling_m=120))
+    return zones
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -36,6 +36,9 @@ def test_demo_runs_the_whole_pipeline_and_reports_the_known_violations(embedded_
     found = {(c["rule_id"], c["subject_id"]) for c in summary["cases"]}
     expected = {(c.rule_id, c.subject_id) for c in sc.expected_cases}
     assert expected <= found
+    # one sortie flew the street over MAVLink and landed; its frames are the drone frames
+    assert summary["published"]["sortie"]["status"] == "landed", summary["published"]["sortie"]
+    assert summary["published"]["drone_frames"] > 0
     # the drone saw street stalls in front of most of the merchants it flew past
     stalls = {s for r, s in found if r == "drone.street_vending"}
     assert stalls <= set(summary["published"]["stalls_at"])
