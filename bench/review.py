@@ -32,7 +32,7 @@ import psycopg
 
 from citywatch import app as wiring
 from citywatch import config as config_mod
-from citywatch.cmd_review import review_context
+from citywatch.app import review_context
 from review.security import hash_password
 from storage import review as review_store
 from storage.db import Database

@@ -47,3 +47,13 @@ def detection_classes(config: AppConfig) -> tuple[str, ...] | None:
     from detectors.base import create_detector
 
     return create_detector(config.detectors.backend, project_root=PROJECT_ROOT).names
+
+
+def review_context(cfg: AppConfig, db: Database):
+    """What the review app needs, from the configuration (rules loaded and checked)."""
+    from review.app import ReviewContext
+    from rules.engine import load_rules
+
+    return ReviewContext(db=db, web=cfg.web, rules=cfg.rules, rule_set=load_rules(cfg.rules),
+                         evidence_dir=cfg.evidence_dir,
+                         registry_dir=cfg.resolve(cfg.registry.directory))

@@ -9,11 +9,9 @@ import sys
 from pathlib import Path
 
 from citywatch import app
-from citywatch.config import AppConfig
 from citywatch.console import emit, load_config
 from review.security import hash_password
 from storage import review as review_store
-from storage.db import Database
 from storage.errors import StorageError
 
 
@@ -62,16 +60,6 @@ def register_case_export(csub) -> None:
     a.set_defaults(func=cases_export)
 
 
-def review_context(cfg: AppConfig, db: Database):
-    """What the review app needs, from the configuration (rules loaded and checked)."""
-    from review.app import ReviewContext
-    from rules.engine import load_rules
-
-    return ReviewContext(db=db, web=cfg.web, rules=cfg.rules, rule_set=load_rules(cfg.rules),
-                         evidence_dir=cfg.evidence_dir,
-                         registry_dir=cfg.resolve(cfg.registry.directory))
-
-
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -81,18 +69,15 @@ def serve(args: argparse.Namespace) -> int:
     if args.insecure_cookies:
         cfg.web.secure_cookies = False
     if args.demo:
-        from psycopg.conninfo import make_conninfo
-
-        from citywatch.demo import DEMO_DATABASE
-        from storage.db import embedded_url
-
+        # the demo leaves its data in the embedded server's default database under
+        # <data_dir>/demo (citywatch/demo.py)
         cfg.data_dir = str(cfg.data_path / "demo")
-        cfg.database.url = make_conninfo(embedded_url(cfg.data_path), dbname=DEMO_DATABASE)
+        cfg.database.url = None
     db = app.open_database(cfg, name="citywatch-review")
     try:
         host, port = args.host or cfg.web.host, args.port or cfg.web.port
         print(f"citywatch review app on http://{host}:{port}/", file=sys.stderr)
-        uvicorn.run(create_app(review_context(cfg, db)), host=host, port=port,
+        uvicorn.run(create_app(app.review_context(cfg, db)), host=host, port=port,
                     log_level="info", proxy_headers=False)
     finally:
         db.close()
@@ -164,7 +149,7 @@ def cases_export(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     with app.open_database(cfg) as db:
         try:
-            data = export_package(review_context(cfg, db), args.case_id)
+            data = export_package(app.review_context(cfg, db), args.case_id)
         except HTTPException as exc:
             print(exc.detail, file=sys.stderr)
             return 1

@@ -136,12 +136,11 @@ def start_web(pipeline: Pipeline) -> threading.Thread:
     and if it stops on its own (port taken, crash) the whole process stops, non-zero."""
     import uvicorn
 
-    from citywatch.cmd_review import review_context
     from review.app import create_app
 
     web = pipeline.config.web
     server = uvicorn.Server(uvicorn.Config(
-        create_app(review_context(pipeline.config, pipeline.db)), host=web.host,
+        create_app(app.review_context(pipeline.config, pipeline.db)), host=web.host,
         port=web.port, log_level="warning"))
 
     def serve() -> None:

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from citywatch.cmd_review import review_context
+from citywatch.app import review_context
 from domain.records import Detection
 from review.security import hash_password
 from rules.engine import evaluate
