@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 from dataclasses import asdict
 
 from citywatch import app
@@ -18,6 +19,8 @@ from simulators import scenario as scenarios
 from simulators.sensors import publish
 
 log = logging.getLogger(__name__)
+
+EXIT_FAILED = 70  # EX_SOFTWARE: a collector thread could not go on; a supervisor restarts it
 
 
 def register(sub) -> None:
@@ -80,7 +83,10 @@ def collect(args: argparse.Namespace) -> int:
             monitor.add_check("collector", lambda: monitor.collector.health(
                 cfg.monitor.ack_stall_s))
             monitor.serve(cfg.monitor.host, cfg.monitor.port)
-        stop.wait(args.seconds)
+        deadline = None if args.seconds is None else time.monotonic() + args.seconds
+        while not stop.wait(0.5) and not collector.failed.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                break
         stats = collector.stop()
     except IngestError as exc:
         raise SystemExit(str(exc)) from None
@@ -91,4 +97,7 @@ def collect(args: argparse.Namespace) -> int:
     emit(asdict(stats), args.json,
          f"received {stats.received:,}, stored {stats.stored:,}, duplicates "
          f"{stats.duplicates:,}, dead letters {stats.dead_lettered:,}")
+    if stats.failure is not None:
+        log.critical("collector stopped by itself: %s", stats.failure)
+        return EXIT_FAILED
     return 0

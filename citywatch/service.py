@@ -170,16 +170,26 @@ def run(config: AppConfig, stages: tuple[str, ...] = STAGES, with_web: bool = Fa
     pipeline = start(config, stop, stages, with_web)
     log.info("citywatch running (%s); broker %s", ", ".join(stages),
              mqtturl.redact(pipeline.config.mqtt.url))
+    failure = None
     try:
-        while not stop.wait(60):
-            if pipeline.collector is not None:
-                s = pipeline.collector.stats()
+        last = time.monotonic()
+        while not stop.wait(0.5):
+            c = pipeline.collector
+            if c is not None and c.failed.is_set():
+                failure = c.failure
+                break
+            if c is not None and time.monotonic() - last >= 60:
+                last = time.monotonic()
+                s = c.stats()
                 log.info("collector: received %d, stored %d, dead letters %d",
                          s.received, s.stored, s.dead_lettered)
     finally:
         pipeline.close()
-    for failure in pipeline.failures:
-        log.error("%s", failure)
+    for failed in pipeline.failures:
+        log.error("%s", failed)
+    if failure is not None:
+        log.critical("citywatch stopped: the collector could not go on (%s)", failure)
+        return 70
     log.info("citywatch stopped")
     return 1 if pipeline.failures else 0
 

@@ -88,8 +88,11 @@ class CollectorStats:
     stale_acks_skipped: int
     db_errors: int
     queued: int
-    commit_latency_p50_s: float | None
+    commit_latency_p50_s: float | None  # receive -> commit (this collector's own delay)
     commit_latency_p99_s: float | None
+    event_to_commit_p50_s: float | None  # device ts -> commit (what the device waited,
+    event_to_commit_p99_s: float | None  # queueing at the broker included; device clocks)
+    failure: str | None = None  # why the collector stopped by itself (None: it did not)
 
     @property
     def dead_lettered(self) -> int:
@@ -114,6 +117,7 @@ class _Counters:
     connects: int = 0
     dead_letters: Counter = field(default_factory=Counter)
     latencies: deque = field(default_factory=lambda: deque(maxlen=20000))
+    event_latencies: deque = field(default_factory=lambda: deque(maxlen=20000))
 
 
 class Collector:
@@ -155,6 +159,8 @@ class Collector:
         self._devices: dict[str, str] = {}
         self._devices_loaded = float("-inf")
         self._addresses: dict[str, Address] = {}
+        self.failed = threading.Event()  # a thread could not go on: the process must stop
+        self.failure: str | None = None
         self._client = self._make_client()
 
     # -- MQTT ------------------------------------------------------------------------------
@@ -212,10 +218,20 @@ class Collector:
                         reason_code)
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        try:
+            self._take(msg)
+        except Exception as exc:  # paho would end its network loop: stop loudly instead
+            self._fail(f"MQTT thread: {type(exc).__name__}: {exc}", exc)
+
+    def _take(self, msg: mqtt.MQTTMessage) -> None:
         if self._closing.is_set():
             return  # not acknowledged: the broker keeps it for the next session
-        item = _Inbound(msg.topic, msg.payload, datetime.now(UTC), time.monotonic(),
-                        msg.mid, msg.qos, self._generation)
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:  # brokers check topics are UTF-8; kept readable if not
+            topic = msg._topic.decode("utf-8", "backslashreplace")
+        item = _Inbound(topic, msg.payload, datetime.now(UTC), time.monotonic(), msg.mid,
+                        msg.qos, self._generation)
         self._counts.received += 1  # written by this (the network) thread only
         self.metrics.message_received()
         size = len(item.payload)
@@ -299,10 +315,27 @@ class Collector:
         with self._lock:
             c = self._counts
             lat = sorted(c.latencies)
+            event = sorted(c.event_latencies)
             return CollectorStats(
                 self.client_id, self._connected.is_set(), c.connects, c.received, c.stored,
                 c.duplicates, dict(c.dead_letters), c.batches, c.acked, c.stale_acks_skipped,
-                c.db_errors, self._queue.qsize(), _percentile(lat, 0.5), _percentile(lat, 0.99))
+                c.db_errors, self._queue.qsize(), _percentile(lat, 0.5), _percentile(lat, 0.99),
+                _percentile(event, 0.5), _percentile(event, 0.99), self.failure)
+
+    def _fail(self, why: str, exc: BaseException | None = None) -> None:
+        """A thread cannot go on: stop taking and acknowledging, and say so. What is not
+        acknowledged stays with the broker; `failed` tells the process to exit non-zero
+        (a supervisor restarts it) instead of hanging with a thread missing."""
+        if self.failure is None:
+            self.failure = why
+        log.critical("collector %s cannot go on: %s", self.client_id, why, exc_info=exc)
+        self._closing.set()
+        self._abandon.set()
+        self.failed.set()
+        with self._ack_turn:
+            self._ack_turn.notify_all()
+        with self._space:
+            self._space.notify_all()
 
     # -- writer ----------------------------------------------------------------------------
 
@@ -330,6 +363,12 @@ class Collector:
         return batch
 
     def _write_loop(self) -> None:
+        try:
+            self._write_batches()
+        except BaseException as exc:  # nothing per message gets here: see _commit
+            self._fail(f"{threading.current_thread().name}: {type(exc).__name__}: {exc}", exc)
+
+    def _write_batches(self) -> None:
         # Several writers: one decodes and COPYs while another waits on the database.
         while True:
             with self._batch_lock:
@@ -422,34 +461,76 @@ class Collector:
                            f"{address.device_id!r} is a {kind} device, the topic is for "
                            f"{route.device_kind}")
         message = Message(item.topic, item.payload, item.received_at, address)
-        return route, Accepted(message, route.decode(message, self.config))
+        try:
+            return route, Accepted(message, route.decode(message, self.config))
+        except (Rejected, psycopg.Error):
+            raise
+        except Exception as exc:  # a defect met by this message: keep it, go on
+            log.exception("collector %s: decoding a message on %s failed", self.client_id,
+                          item.topic)
+            raise Rejected("internal_error", f"{type(exc).__name__}: {exc}") from exc
 
     def _dead_letter(self, item: _Inbound, rejected: Rejected) -> DeadLetter:
+        # The detail quotes the database or the payload: make it storable text.
+        detail = rejected.detail[:2000].encode("utf-8", "backslashreplace").decode("utf-8")
         return DeadLetter(item.received_at, item.topic, item.payload, rejected.reason,
-                          rejected.detail, self.client_id)
+                          detail.replace("\x00", "\\0"), self.client_id)
 
     def _commit(self, batch: list[_Inbound]) -> Committed:
         try:
             return self._commit_once(batch)
         except _TRANSIENT:
             raise
-        except psycopg.Error as exc:
+        except Exception as exc:
+            # Refused outside any one group's write (the commit itself): halve the batch.
             if len(batch) == 1:
                 return self._commit_once(batch, refused_by_db=exc)
-            # One message's data was refused by the database: find it by committing alone.
-            log.warning("collector %s: batch refused (%s); committing one by one",
-                        self.client_id, exc)
-            parts = [self._commit(batch[i:i + 1]) for i in range(len(batch))]
+            log.warning("collector %s: a batch of %d was refused (%s); committing it in halves",
+                        self.client_id, len(batch), exc)
+            half = len(batch) // 2
+            parts = [self._commit(batch[:half]), self._commit(batch[half:])]
             return Committed(tuple(r for p in parts for r in p.records),
                              sum(p.dead_letters for p in parts), parts[-1].committed_at,
                              parts[-1].committed_mono)
+
+    def _write_group(self, conn: psycopg.Connection, route: Route, accepted: list[Accepted],
+                     items: list[_Inbound], letters: list[DeadLetter], records: list[Any]
+                     ) -> tuple[int, int]:
+        """Write one route's records under a savepoint; when the database refuses the write,
+        find the refused records by halving (log2(n) failed tries for one bad record, not n
+        commits) and dead-letter them as storage_rejected. Returns (stored, duplicates)."""
+        try:
+            with conn.transaction():
+                outcome = route.write(conn, accepted)
+        except _TRANSIENT:
+            raise
+        except Exception as exc:
+            if conn.broken or conn.closed:
+                raise psycopg.OperationalError(f"connection lost while writing: {exc}") from exc
+            if len(accepted) == 1:
+                log.warning("collector %s: the database refused a %s record: %s",
+                            self.client_id, route.kind, exc)
+                letters.append(self._dead_letter(items[0], Rejected("storage_rejected",
+                                                                    str(exc)[:500])))
+                return 0, 0
+            half = len(accepted) // 2
+            a = self._write_group(conn, route, accepted[:half], items[:half], letters, records)
+            b = self._write_group(conn, route, accepted[half:], items[half:], letters, records)
+            return a[0] + b[0], a[1] + b[1]
+        refused = dict(outcome.refused)
+        for i, a in enumerate(accepted):
+            if i in refused:
+                letters.append(self._dead_letter(items[i], refused[i]))
+            else:
+                records.append(a.record)
+        return outcome.stored, outcome.duplicates
 
     def _commit_once(self, batch: list[_Inbound], refused_by_db: Exception | None = None
                      ) -> Committed:
         letters: list[DeadLetter] = []
         stored = duplicates = 0
         records: list[Any] = []
-        with self.db.connection() as conn:
+        with self.db.connection() as conn, conn.transaction():
             if refused_by_db is not None:
                 letters = [self._dead_letter(batch[0], Rejected("storage_rejected",
                                                                 str(refused_by_db)[:500]))]
@@ -465,17 +546,11 @@ class Collector:
                     group[1].append(accepted)
                     group[2].append(item)
                 for route, accepted, items in groups.values():
-                    outcome = route.write(conn, accepted)
-                    stored += outcome.stored
-                    duplicates += outcome.duplicates
-                    refused = dict(outcome.refused)
-                    for i, a in enumerate(accepted):
-                        if i in refused:
-                            letters.append(self._dead_letter(items[i], refused[i]))
-                        else:
-                            records.append(a.record)
+                    s, d = self._write_group(conn, route, accepted, items, letters, records)
+                    stored += s
+                    duplicates += d
             store.insert_dead_letters(conn, letters)
-            conn.commit()
+        committed_at = datetime.now(UTC)
         now_mono = time.monotonic()
         with self._lock:
             c = self._counts
@@ -484,10 +559,20 @@ class Collector:
             c.batches += 1
             c.dead_letters.update(d.reason for d in letters)
             c.latencies.extend(now_mono - item.received_mono for item in batch)
+            c.event_latencies.extend((committed_at - ts).total_seconds()
+                                     for ts in map(_event_ts, records) if ts is not None)
         self.metrics.batch_committed(stored, duplicates, [d.reason for d in letters],
-                                     [getattr(r, "ts", None) for r in records],
+                                     [_event_ts(r) for r in records],
                                      [item.received_mono for item in batch], now_mono)
-        return Committed(tuple(records), len(letters), datetime.now(UTC), now_mono)
+        return Committed(tuple(records), len(letters), committed_at, now_mono)
+
+
+def _event_ts(record: Any) -> datetime | None:
+    """The device time of a stored record (readings, telemetry, frames); None for status."""
+    ts = getattr(record, "ts", None)
+    if ts is None and hasattr(record, "frame"):
+        ts = record.frame.ts
+    return ts
 
 
 def run_collector(config: AppConfig, db: Database, stop_event: threading.Event, *,

@@ -102,6 +102,15 @@ class IngestConfig(BaseModel):
     max_frame_bytes: int = Field(
         8 * 1024 * 1024, ge=1024, title="Largest frame envelope accepted (bytes)"
     )
+    min_frame_side_px: int = Field(
+        8, ge=1, title="Shortest frame side accepted (px)",
+        description="Checked from the JPEG header before any decode, like max_frame_aspect.",
+    )
+    max_frame_aspect: float = Field(
+        8.0, ge=1, title="Most elongated frame accepted (long side / short side)",
+        description="A 1x65535 JPEG is a few hundred bytes and within any pixel limit, but "
+        "scaling it to the quality measure's working width would need tens of gigabytes.",
+    )
     max_future_s: float = Field(
         300.0, ge=0, title="How far in the future a device timestamp may lie (s)"
     )

@@ -8,14 +8,15 @@ table of ingest/routes.py.
 
 from __future__ import annotations
 
-import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from domain.records import DeviceStatus, Reading, Telemetry
 from domain.sensors import SENSOR_KINDS, SensorKind
+from ingest import jsontext
 from ingest.config import IngestConfig
 from ingest.errors import Rejected
 
@@ -71,23 +72,12 @@ def parse_topic(prefix: str, topic: str) -> Address:
 
 # -- field helpers ------------------------------------------------------------------------
 
-def _reject_constant(name: str) -> float:
-    raise Rejected("not_finite", f"JSON constant {name} is not a number")
-
-
-_JSON = json.JSONDecoder(parse_constant=_reject_constant)
-
-
 def parse_json_object(payload: bytes, limit: int) -> dict[str, Any]:
-    """The payload as a JSON object, checked against the size limit."""
+    """The payload as a JSON object (strict, bounded: ingest/jsontext.py), checked against
+    the size limit."""
     if len(payload) > limit:
         raise Rejected("payload_too_large", f"{len(payload)} bytes, the limit is {limit}")
-    try:
-        doc = _JSON.decode(payload.decode("utf-8"))
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, over-long integers
-        raise Rejected("not_json", str(exc)) from None
-    except RecursionError:
-        raise Rejected("not_json", "nested too deeply") from None
+    doc = jsontext.loads(payload)
     if not isinstance(doc, dict):
         raise Rejected("not_object", f"expected a JSON object, got {type(doc).__name__}")
     return doc
@@ -139,6 +129,30 @@ def text(doc: dict[str, Any], name: str, *, required: bool = True, max_len: int 
     return value
 
 
+# RFC 3339 section 5.6 date-time: extended format, seconds required, an offset required.
+# datetime.fromisoformat alone also takes ISO 8601's week dates, ordinal dates and basic
+# format (20261126T035900Z), which the contract does not allow.
+_RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def _rfc3339(value: str, name: str) -> datetime:
+    m = _RFC3339.fullmatch(value)
+    if m is None:
+        if len(value) > 40:
+            value = value[:40] + "..."
+        if re.fullmatch(r"[\d:.T -]+", value):
+            raise Rejected("bad_timestamp", f"{name!r} {value!r} has no UTC offset")
+        raise Rejected("bad_timestamp", f"{name!r} {value!r} is not RFC 3339")
+    date, time_, frac, offset = m.groups()
+    frac = (frac or "")[:7]  # microseconds: Python keeps six digits
+    offset = "+00:00" if offset in ("Z", "z") else offset
+    try:
+        return datetime.fromisoformat(f"{date}T{time_}{frac}{offset}")
+    except ValueError:
+        raise Rejected("bad_timestamp", f"{name!r} {value!r} is not a valid date and time") \
+            from None
+
+
 def timestamp(doc: dict[str, Any], received_at: datetime, cfg: IngestConfig,
               name: str = "ts") -> datetime:
     """Device time: RFC 3339 with an offset or integer epoch ms, inside the accepted window."""
@@ -151,12 +165,7 @@ def timestamp(doc: dict[str, Any], received_at: datetime, cfg: IngestConfig,
         except (OverflowError, OSError, ValueError):
             raise Rejected("bad_timestamp", f"{name!r} epoch ms {value} is not a date") from None
     elif isinstance(value, str):
-        try:
-            ts = datetime.fromisoformat(value)
-        except ValueError:
-            raise Rejected("bad_timestamp", f"{name!r} {value!r} is not RFC 3339") from None
-        if ts.tzinfo is None:
-            raise Rejected("bad_timestamp", f"{name!r} {value!r} has no UTC offset")
+        ts = _rfc3339(value, name)
     else:
         raise Rejected("bad_timestamp",
                        f"{name!r} must be RFC 3339 text or epoch ms, got {type(value).__name__}")

@@ -12,6 +12,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from ingest import jsontext
 from ingest.errors import Rejected
 
 _LENGTH = struct.Struct(">I")
@@ -44,9 +45,12 @@ def decode(payload: bytes) -> Envelope:
         raise Rejected("bad_envelope",
                        f"header length {n} runs past the payload of {len(payload)} bytes")
     try:
-        header = json.loads(payload[_LENGTH.size:end].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise Rejected("bad_envelope", f"header is not UTF-8 JSON: {exc}") from None
+        # Strict and bounded (ingest/jsontext.py); the header is stored as JSONB.
+        header = jsontext.loads(payload[_LENGTH.size:end], reason="bad_envelope", jsonb=True)
+    except Rejected as exc:
+        if exc.reason != "bad_envelope":
+            raise
+        raise Rejected("bad_envelope", f"header is not UTF-8 JSON: {exc.detail}") from None
     if not isinstance(header, dict):
         raise Rejected("bad_envelope", f"header must be a JSON object, got {type(header).__name__}")
     return Envelope(header, bytes(payload[end:]))

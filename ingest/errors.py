@@ -9,7 +9,8 @@ from __future__ import annotations
 
 REASONS: dict[str, str] = {
     # payload shape
-    "not_json": "the payload is not UTF-8 JSON",
+    "not_json": "the payload is not strict UTF-8 JSON (no lone surrogates; nesting at most "
+                "32 levels; integers of at most 4,300 digits)",
     "not_object": "the JSON payload is not an object",
     "missing_field": "a required field is absent or null",
     "bad_type": "a field has the wrong JSON type (e.g. a string where a number belongs)",
@@ -29,12 +30,18 @@ REASONS: dict[str, str] = {
     # routing and storage
     "unsupported": "the message kind has no handler in this version",
     "storage_rejected": "the database refused the row (kept here with the database's error)",
+    "internal_error": "handling this message raised an unforeseen error (a defect: the "
+                      "message is kept so it can be replayed once fixed)",
     # frame envelopes (see ingest/envelope.py and ingest/frames.py)
     "bad_envelope": "the frame envelope is malformed (header length, header JSON)",
     "missing_pose": "a drone frame header lacks its pose fields",
     "not_jpeg": "the frame's image bytes are not a decodable JPEG",
     "image_too_large": "the frame image exceeds the configured byte limit",
     "too_many_pixels": "the frame image exceeds the configured pixel limit",
+    "bad_dimensions": "the frame image is narrower than ingest.min_frame_side_px or more "
+                      "elongated than ingest.max_frame_aspect (read from the JPEG header)",
+    "evidence_unwritable": "the evidence store could not write the frame's image (disk full, "
+                           "directory unwritable); the message is kept here whole",
 }
 
 

@@ -1,26 +1,25 @@
 """Frame envelopes from cone cameras and drones -> evidence file + frames queue row.
 
 `decode_frame` is pure (no broker, no database, no disk): it checks the envelope, the
-header (event time; for drones the full pose), that the image is a JPEG within the byte
-and pixel limits that really decodes, and measures its evidence quality. Anything wrong
-raises `Rejected` with a reason code, so the collector dead-letters the raw message.
-`write_frames` then stores each image in the content-addressed evidence store before
-queueing its row, so a committed row always has its file.
+header (event time; for drones the full pose), that the image is a JPEG within the byte,
+pixel and shape limits (read from its header, before any pixel is allocated) that decodes
+strictly, and measures its evidence quality. Anything wrong raises `Rejected` with a
+reason code, so the collector dead-letters the raw message. `write_frames` then queues each
+row and stores its image in the content-addressed evidence store before the collector
+commits, so a committed row always has its file and a refused row leaves none.
 """
 
 from __future__ import annotations
 
-import io
-import struct
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
-from PIL.JpegImagePlugin import JpegImageFile
+import simplejpeg
 
 from detectors.config import DetectorConfig
 from detectors.quality import measure
@@ -37,6 +36,8 @@ if TYPE_CHECKING:
     from citywatch.config import AppConfig
 
 POSE_FIELDS = ("lat", "lon", "alt_m", "heading_deg", "gimbal_pitch_deg", "hfov_deg")
+log = logging.getLogger(__name__)
+
 SOURCE_OF_KIND = {"drone_frame": "drone", "cone_frame": "cone"}
 
 
@@ -73,22 +74,30 @@ def _image(data: bytes, ingest_cfg: IngestConfig, cfg: DetectorConfig) -> np.nda
         raise Rejected("not_jpeg", f"image starts with {data[:4].hex() or 'nothing'}, "
                                    "not the JPEG marker ffd8ff")
     try:
-        # The JPEG reader itself, not Image.open: other readers (some patched in by
-        # libraries, which then try to install packages) must not guess at untrusted bytes.
-        # It parses the header only; the pixels are not allocated yet.
-        with JpegImageFile(io.BytesIO(data)) as probe:
-            width, height = probe.width, probe.height
-    except (OSError, ValueError, SyntaxError, struct.error) as exc:
+        # The header only: no pixel is allocated before the size checks below.
+        height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+    except ValueError as exc:
         raise Rejected("not_jpeg", f"JPEG header unreadable: {exc}") from None
     if width * height > cfg.intake.max_pixels:
         raise Rejected("too_many_pixels", f"{width}x{height} = {width * height} pixels, the "
                                           f"limit is {cfg.intake.max_pixels}")
-    # Grey is all the quality measures need; decoding it still reads every block of the
-    # file, so a truncated or damaged JPEG fails here as it would in colour.
-    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
-    if pixels is None or pixels.shape[:2] != (height, width):
-        raise Rejected("not_jpeg", "JPEG data does not decode (truncated or damaged)")
-    return pixels
+    short, long = sorted((width, height))
+    if short < ingest_cfg.min_frame_side_px or long > short * ingest_cfg.max_frame_aspect:
+        raise Rejected("bad_dimensions",
+                       f"{width}x{height}: sides of at least {ingest_cfg.min_frame_side_px} px "
+                       f"and an aspect of at most {ingest_cfg.max_frame_aspect:g}:1 are accepted")
+    # Grey is all the quality measures need; the decode still reads every block of the file,
+    # strictly: libjpeg's "corrupt data" warnings (a damaged or truncated entropy stream,
+    # which other decoders paper over with grey blocks) refuse the frame. Memory is bounded
+    # by the pixel limit checked above.
+    try:
+        pixels = simplejpeg.decode_jpeg(data, colorspace="GRAY", strict=True)
+    except ValueError as exc:
+        raise Rejected("not_jpeg", f"JPEG data does not decode cleanly: {exc}") from None
+    if pixels.shape[:2] != (height, width):
+        raise Rejected("not_jpeg", f"JPEG decodes to {pixels.shape[1]}x{pixels.shape[0]}, its "
+                                   f"header says {width}x{height}")
+    return pixels[:, :, 0] if pixels.ndim == 3 else pixels
 
 
 def decode_frame(msg: Message, config: AppConfig) -> FrameIn:
@@ -124,14 +133,38 @@ def frame_record(image: bytes, pixels: np.ndarray, *, ts: datetime, received_at:
 
 
 def write_frames(conn, items: Sequence[Accepted]) -> WriteOutcome:
-    """The frame route's writer: evidence files first, then the queue rows (uncommitted).
+    """The frame route's writer: per frame, its queue row (uncommitted), then its evidence
+    file, so a row the database refuses leaves no file behind.
 
-    Files go first, so a committed row always has its file; a crash in between leaves a
-    file without a row, which the redelivered message completes. A frame already queued
-    (same image, same event time) counts as a duplicate.
+    Each frame has a savepoint: an evidence store that cannot write (disk full, directory
+    gone or not a directory) takes back that frame's row and refuses the frame as
+    `evidence_unwritable`, so the collector dead-letters the whole message, image included.
+    The caller commits after this returns, so a committed row always has its file; a crash
+    between file and commit leaves a file without a row, which the redelivered message
+    completes. A frame already queued (same image, same event time) counts as a duplicate
+    (its file is still written, which repairs a damaged or missing copy).
     """
-    frames: list[FrameIn] = [a.record for a in items]
-    for f in frames:
-        EvidenceStore(f.evidence_dir).put(f.image)
-    new = frames_repo.insert_frames(conn, [f.frame for f in frames])
-    return WriteOutcome(stored=sum(new), duplicates=len(new) - sum(new))
+    stored = duplicates = 0
+    refused = []
+    for i, accepted in enumerate(items):
+        f: FrameIn = accepted.record
+        try:
+            with conn.transaction():
+                (new,) = frames_repo.insert_frames(conn, [f.frame])
+                try:
+                    EvidenceStore(f.evidence_dir).put(f.image)
+                except OSError as exc:
+                    raise _Unwritable(exc) from exc
+        except _Unwritable as exc:
+            log.error("evidence store %s cannot take frame %s: %s", f.evidence_dir,
+                      f.frame.sha256, exc.__cause__)
+            refused.append((i, Rejected("evidence_unwritable",
+                                        f"{type(exc.__cause__).__name__}: {exc.__cause__}")))
+            continue
+        stored += new
+        duplicates += not new
+    return WriteOutcome(stored, duplicates, tuple(refused))
+
+
+class _Unwritable(Exception):
+    """An evidence file could not be written (rolls back its frame's savepoint)."""
