@@ -35,7 +35,7 @@ from psycopg_pool import PoolTimeout
 
 from citywatch.config import AppConfig
 from domain.records import DeadLetter
-from ingest import mqtturl
+from ingest import layout, mqtturl
 from ingest.decode import Address, Message, parse_topic
 from ingest.errors import IngestError, Rejected
 from ingest.metrics import CollectorMetrics
@@ -130,11 +130,21 @@ class Collector:
     def __init__(self, config: AppConfig, db: Database, *, client_id: str | None = None,
                  routes: dict[str, Route] | None = None,
                  on_commit: Callable[[Committed], None] | None = None,
-                 metrics: CollectorMetrics | None = None):
+                 metrics: CollectorMetrics | None = None,
+                 partition: tuple[int, int] = (0, 1)):
         self.config = config
         self.metrics = metrics if metrics is not None else CollectorMetrics()
         self.db = db
-        self.client_id = client_id or config.mqtt.client_id
+        self.partition, self.partitions = partition
+        if not 0 <= self.partition < self.partitions:
+            raise IngestError(f"partition {self.partition} is not in 0..{self.partitions - 1}")
+        if self.partitions > 1 and config.mqtt.shared_group:
+            raise IngestError("a shared subscription group and device partitions exclude each "
+                              "other: set mqtt.shared_group empty to run partitions")
+        # One persistent session per partition: its subscriptions and queue are that
+        # partition's, so the id says which.
+        suffix = f"-p{self.partition}of{self.partitions}" if self.partitions > 1 else ""
+        self.client_id = (client_id or config.mqtt.client_id) + suffix
         self.routes = ROUTES if routes is None else routes
         self.on_commit = on_commit
         if not config.mqtt.url:
@@ -158,6 +168,8 @@ class Collector:
         self._ack_next = 0
         self._devices: dict[str, str] = {}
         self._devices_loaded = float("-inf")
+        self._filters: list[str] = []  # what this collector subscribes to (ingest/layout.py)
+        self._refresh_lock = threading.Lock()
         self._addresses: dict[str, Address] = {}
         self.failed = threading.Event()  # a thread could not go on: the process must stop
         self.failure: str | None = None
@@ -167,9 +179,36 @@ class Collector:
 
     @property
     def subscription(self) -> str:
-        topic = f"{self.config.mqtt.topic_prefix.rstrip('/')}/#"
-        group = self.config.mqtt.shared_group
-        return f"$share/{group}/{topic}" if group else topic
+        """What this collector subscribes to, in words (for logs)."""
+        if self.partitions > 1:
+            return (f"{len(self._filters)} device filters of partition {self.partition} of "
+                    f"{self.partitions} under {self.config.mqtt.topic_prefix}/")
+        return self._filters[0] if self._filters else self._layout_filters({})[0]
+
+    def _layout_filters(self, devices: dict[str, str]) -> list[str]:
+        m = self.config.mqtt
+        return layout.topic_filters(m.topic_prefix, shared_group=m.shared_group,
+                                    partitions=self.partitions, partition=self.partition,
+                                    devices=devices)
+
+    def _subscribe(self, client: mqtt.Client, filters: list[str]) -> None:
+        # One SUBSCRIBE per thousand filters keeps each packet small.
+        for i in range(0, len(filters), 1000):
+            client.subscribe([(f, 1) for f in filters[i:i + 1000]])
+
+    def _refresh_devices(self, conn: psycopg.Connection) -> None:
+        """Reload the registry; a partitioned collector subscribes to its new devices."""
+        self._devices = store.device_kinds(conn)
+        self._devices_loaded = time.monotonic()
+        if self.partitions > 1:
+            current = set(self._filters)
+            new = [f for f in self._layout_filters(self._devices) if f not in current]
+            if new:
+                self._filters = sorted(current | set(new))
+                if self._connected.is_set():
+                    log.info("collector %s: subscribing to %d new devices", self.client_id,
+                             len(new))
+                    self._subscribe(self._client, new)
 
     def _make_client(self) -> mqtt.Client:
         m = self.config.mqtt
@@ -202,14 +241,20 @@ class Collector:
             log.warning("collector %s: the broker kept no session (expired or broker state "
                         "lost); messages sent while disconnected did not wait for it",
                         self.client_id)
-        client.subscribe(self.subscription, qos=1)
+        with self._lock:
+            self._suback_pending = (len(self._filters) + 999) // 1000
+        self._subscribe(client, self._filters)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         failed = [rc for rc in reason_codes if rc.is_failure]
         if failed:
             log.error("subscription %s refused: %s", self.subscription, failed)
             return
-        self._connected.set()
+        with self._lock:
+            self._suback_pending -= 1
+            done = self._suback_pending <= 0
+        if done:
+            self._connected.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self._connected.clear()
@@ -262,6 +307,15 @@ class Collector:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = m.session_expiry_s
             props.ReceiveMaximum = m.receive_maximum
+        if self.partitions > 1:
+            with self.db.connection() as conn:
+                self._refresh_devices(conn)
+        else:
+            self._filters = self._layout_filters({})
+        if not self._filters:
+            raise IngestError(f"collector {self.client_id}: partition {self.partition} of "
+                              f"{self.partitions} holds no registered device")
+        self._suback_pending = 0
         self._writers = [threading.Thread(target=self._write_loop, daemon=True,
                                           name=f"writer-{self.client_id}-{i}")
                          for i in range(self.config.ingest.writers)]
@@ -371,6 +425,7 @@ class Collector:
     def _write_batches(self) -> None:
         # Several writers: one decodes and COPYs while another waits on the database.
         while True:
+            self._maybe_refresh()
             with self._batch_lock:
                 batch = self._next_batch()
                 seq = self._batch_seq
@@ -387,6 +442,23 @@ class Collector:
                     self._queue.task_done()
             if self._abandon.is_set():
                 return
+
+    def _maybe_refresh(self) -> None:
+        """A partitioned collector hears nothing from devices it does not subscribe to, so it
+        looks for newly registered devices every ingest.device_refresh_s."""
+        if self.partitions <= 1 or time.monotonic() - self._devices_loaded < \
+                self.config.ingest.device_refresh_s:
+            return
+        if not self._refresh_lock.acquire(blocking=False):
+            return
+        try:
+            with self.db.connection() as conn:
+                self._refresh_devices(conn)
+        except _TRANSIENT as exc:
+            self._devices_loaded = time.monotonic()  # try again after the interval
+            log.warning("collector %s: registry not reloaded (%s)", self.client_id, exc)
+        finally:
+            self._refresh_lock.release()
 
     def _commit_with_retry(self, batch: list[_Inbound], seq: int) -> None:
         ic = self.config.ingest
@@ -438,8 +510,7 @@ class Collector:
         kind = self._devices.get(device_id)
         if kind is None and time.monotonic() - self._devices_loaded > \
                 self.config.ingest.device_refresh_s:
-            self._devices = store.device_kinds(conn)
-            self._devices_loaded = time.monotonic()
+            self._refresh_devices(conn)
             kind = self._devices.get(device_id)
         return kind
 

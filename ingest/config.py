@@ -25,10 +25,13 @@ class MqttConfig(BaseModel):
         "across restarts. Each collector process needs its own.",
     )
     shared_group: str | None = Field(
-        "collectors",
+        None,
         title="Shared subscription group",
-        description="Collectors subscribe to $share/<group>/<topic> so several processes split one "
-        "stream. Empty: a plain subscription.",
+        description="Collectors subscribe to $share/<group>/<prefix>/# and the broker splits "
+        "the stream. Only for brokers that keep shared subscriptions across a restart: "
+        "Mosquitto 2.0 does not, and drops what is published before collectors re-subscribe. "
+        "Empty (default): plain persistent subscriptions, split over collector processes by "
+        "device (ingest/layout.py).",
     )
     protocol: str = Field(
         "5",
@@ -68,6 +71,12 @@ class MqttConfig(BaseModel):
 class IngestConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    processes: int | None = Field(
+        None, ge=1, le=256, title="Collector processes of `citywatch collect`",
+        description="Each takes the devices of one partition (a stable hash of the device id) "
+        "on plain persistent subscriptions; a supervisor restarts one that dies. Empty: one "
+        "per CPU core.",
+    )
     batch_size: int = Field(500, ge=1, title="Rows per batch commit")
     batch_max_bytes: int = Field(
         16 * 1024 * 1024, ge=1024, title="Payload bytes per batch commit",
