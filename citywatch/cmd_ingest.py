@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
 import time
 from dataclasses import asdict
 
-from citywatch import app
+from citywatch import app, supervisor
 from citywatch.console import emit, load_config
 from citywatch.monitor import Monitor
 from citywatch.service import stop_on_signals
@@ -37,11 +39,29 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=simulate)
 
-    p = sub.add_parser("collect", help="run one MQTT collector until SIGTERM / Ctrl-C")
+    p = sub.add_parser("collect", help="run MQTT collectors (one per core, supervised) until "
+                                       "SIGTERM / Ctrl-C")
     p.add_argument("--client-id", help="MQTT client id (default mqtt.client_id of the config)")
+    p.add_argument("--processes", type=int,
+                   help="collector processes, each taking one partition of the devices "
+                        "(default ingest.processes, else one per CPU core; 1 with "
+                        "mqtt.shared_group)")
+    p.add_argument("--partition", type=_partition, metavar="I/N",
+                   help="run only partition I of N, in this process (what the supervisor "
+                        "starts; also how to spread partitions over machines)")
     p.add_argument("--seconds", type=float, help="stop after this many seconds")
     p.add_argument("--json", action="store_true", help="machine-readable final counters")
     p.set_defaults(func=collect)
+
+
+def _partition(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N, e.g. 0/4, got {text!r}") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise argparse.ArgumentTypeError(f"partition {i} is not in 0..{n - 1}")
+    return i, n
 
 
 def simulate(args: argparse.Namespace) -> int:
@@ -71,14 +91,39 @@ def simulate(args: argparse.Namespace) -> int:
 def collect(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     stop = stop_on_signals()
+    if args.partition is not None:
+        processes = 1
+    elif args.processes is not None:
+        processes = args.processes
+    elif cfg.mqtt.shared_group:
+        processes = 1  # a shared group scales by starting more collectors by hand
+    else:
+        processes = cfg.ingest.processes or os.cpu_count() or 1
+    if processes < 1:
+        raise SystemExit("--processes must be at least 1")
+    if processes > 1 and cfg.mqtt.shared_group:
+        raise SystemExit("mqtt.shared_group and several processes exclude each other here: "
+                         "start one collector per --client-id, or set mqtt.shared_group empty")
     broker = ensure_broker(cfg)
     cfg = broker.apply(cfg)
-    db = app.open_database(cfg)
+    db = app.open_database(cfg)  # migrated once here, not by every child
+    try:
+        if processes == 1:
+            return _collect_here(args, cfg, db, stop, args.partition or (0, 1))
+        db.close()
+        return _supervise(args, cfg, db.url, processes, stop)
+    finally:
+        db.close()
+        broker.close()
+
+
+def _collect_here(args, cfg, db, stop, partition: tuple[int, int]) -> int:
     monitor = Monitor()
     try:
-        collector = Collector(cfg, db, client_id=args.client_id,
+        collector = Collector(cfg, db, client_id=args.client_id, partition=partition,
                               metrics=monitor.collector).start()
-        log.info("collecting %s from %s", collector.subscription, mqtturl.redact(cfg.mqtt.url))
+        log.info("collector %s: %s from %s", collector.client_id, collector.subscription,
+                 mqtturl.redact(cfg.mqtt.url))
         if cfg.monitor.port is not None:
             monitor.add_check("collector", lambda: monitor.collector.health(
                 cfg.monitor.ack_stall_s))
@@ -92,8 +137,6 @@ def collect(args: argparse.Namespace) -> int:
         raise SystemExit(str(exc)) from None
     finally:
         monitor.close()
-        db.close()
-        broker.close()
     emit(asdict(stats), args.json,
          f"received {stats.received:,}, stored {stats.stored:,}, duplicates "
          f"{stats.duplicates:,}, dead letters {stats.dead_lettered:,}")
@@ -101,3 +144,29 @@ def collect(args: argparse.Namespace) -> int:
         log.critical("collector stopped by itself: %s", stats.failure)
         return EXIT_FAILED
     return 0
+
+
+def _supervise(args, cfg, db_url: str, n: int, stop) -> int:
+    """Run partitions 0..n-1 as child processes; restart one that dies (saying why, with
+    backoff), stop them all with SIGTERM (SIGKILL after the grace period) when asked."""
+    env = dict(os.environ, CITYWATCH_MQTT_URL=cfg.mqtt.url, CITYWATCH_DATABASE_URL=db_url,
+               CITYWATCH_DATA_DIR=str(cfg.data_path))
+    base = [sys.executable, "-m", "citywatch.cli"]
+    if args.config:
+        base += ["-c", args.config]
+    if args.verbose:
+        base.append("-v")
+    children = [supervisor.Child(f"collector {i}/{n}", base + [
+        "collect", "--partition", f"{i}/{n}", "--json",
+        *(["--client-id", args.client_id] if args.client_id else [])], env=env)
+        for i in range(n)]
+    log.info("supervising %d collector processes (one partition of the devices each)", n)
+    report = supervisor.run(children, stop, seconds=args.seconds)
+    totals = {k: sum(s.get(k, 0) for s in report.final) for k in
+              ("received", "stored", "duplicates", "acked")}
+    data = {"processes": n, "restarts": report.restarts, "exits": report.exits, **totals,
+            "collectors": report.final}
+    emit(data, args.json, f"{n} collectors: received {totals['received']:,}, stored "
+                          f"{totals['stored']:,}, duplicates {totals['duplicates']:,}; "
+                          f"{report.restarts} restarts")
+    return 0 if report.clean else EXIT_FAILED

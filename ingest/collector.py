@@ -243,6 +243,8 @@ class Collector:
                         self.client_id)
         with self._lock:
             self._suback_pending = (len(self._filters) + 999) // 1000
+        if not self._filters:
+            self._connected.set()
         self._subscribe(client, self._filters)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
@@ -313,8 +315,8 @@ class Collector:
         else:
             self._filters = self._layout_filters({})
         if not self._filters:
-            raise IngestError(f"collector {self.client_id}: partition {self.partition} of "
-                              f"{self.partitions} holds no registered device")
+            log.warning("collector %s: partition %d of %d holds no registered device yet",
+                        self.client_id, self.partition, self.partitions)
         self._suback_pending = 0
         self._writers = [threading.Thread(target=self._write_loop, daemon=True,
                                           name=f"writer-{self.client_id}-{i}")
