@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import logging
 import queue
+import struct
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 import psycopg
+from paho.mqtt.client import PUBACK
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -51,8 +53,8 @@ log = logging.getLogger(__name__)
 _TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout, StorageError)
 
 
-@dataclass(frozen=True, slots=True)
-class _Inbound:
+class _Inbound(NamedTuple):
+    # A tuple: made once per message on the network thread, where every microsecond counts.
     topic: str
     payload: bytes
     received_at: datetime
@@ -60,6 +62,21 @@ class _Inbound:
     mid: int
     qos: int
     generation: int
+
+
+_PUBACK = struct.Struct("!BBH")
+
+
+class _Client(mqtt.Client):
+    """paho's client, plus acknowledgements sent as one write per batch."""
+
+    def ack_in_order(self, mids: Sequence[int]) -> None:
+        """PUBACK the QoS 1 messages `mids`, in this order: the packets go out as one write,
+        with one wake-up of the network thread (paho's ack() costs a write and a wake-up
+        per message). MQTT 5 allows the short form without reason code for success."""
+        if mids:
+            packet = b"".join([_PUBACK.pack(PUBACK, 2, mid) for mid in mids])
+            self._packet_queue(PUBACK, packet, 0, 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,10 +168,13 @@ class Collector:
             raise IngestError("no broker URL: configure mqtt.url or start one with "
                               "ingest.broker.ensure_broker")
         self.address = mqtturl.parse(config.mqtt.url)
-        self._queue: queue.Queue[_Inbound] = queue.Queue(maxsize=config.ingest.queue_size)
-        self.metrics.watch_queue(self._queue.qsize)
-        self._space = threading.Condition()
-        self._queued_bytes = 0
+        # One hop between the network thread and the writers, bounded by counters: the
+        # network thread alone writes _in_*, writers (under _batch_lock) alone write _out_*.
+        self._queue: queue.SimpleQueue[_Inbound] = queue.SimpleQueue()
+        self._in_count = self._in_bytes = 0
+        self._out_count = self._out_bytes = 0
+        self._done_count = 0  # messages whose batch is finished (under _lock)
+        self.metrics.watch_queue(lambda: self._in_count - self._out_count)
         self._lock = threading.Lock()
         self._counts = _Counters()
         self._generation = 0
@@ -213,7 +233,7 @@ class Collector:
     def _make_client(self) -> mqtt.Client:
         m = self.config.mqtt
         v5 = m.protocol == "5"
-        client = mqtt.Client(
+        client = _Client(
             CallbackAPIVersion.VERSION2, client_id=self.client_id,
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
             clean_session=None if v5 else False,
@@ -277,26 +297,23 @@ class Collector:
             topic = msg.topic
         except UnicodeDecodeError:  # brokers check topics are UTF-8; kept readable if not
             topic = msg._topic.decode("utf-8", "backslashreplace")
-        item = _Inbound(topic, msg.payload, datetime.now(UTC), time.monotonic(), msg.mid,
-                        msg.qos, self._generation)
+        payload = msg.payload
+        size = len(payload)
         self._counts.received += 1  # written by this (the network) thread only
         self.metrics.message_received()
-        size = len(item.payload)
-        with self._space:
-            # Frames are large: hold at most queue_max_bytes (but always at least one message).
-            while self._queued_bytes and self._queued_bytes + size > \
-                    self.config.ingest.queue_max_bytes:
-                if self._abandon.is_set():
-                    return
-                self._space.wait(0.5)
-            self._queued_bytes += size
-        while True:
-            try:
-                self._queue.put(item, timeout=0.5)
+        ic = self.config.ingest
+        # Bounded by count and by bytes (frames are large), always admitting one message.
+        # When full, this thread waits, and the broker stops sending once Receive Maximum
+        # messages are unacknowledged.
+        while self._in_count > self._out_count and (
+                self._in_count - self._out_count >= ic.queue_size
+                or self._in_bytes - self._out_bytes + size > ic.queue_max_bytes):
+            if self._abandon.wait(0.002):
                 return
-            except queue.Full:
-                if self._abandon.is_set():
-                    return
+        self._queue.put(_Inbound(topic, payload, datetime.now(UTC), time.monotonic(), msg.mid,
+                                 msg.qos, self._generation))
+        self._in_bytes += size
+        self._in_count += 1
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -342,7 +359,7 @@ class Collector:
         """Block until the queue is empty and nothing awaits commit (tests, demo)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._queue.unfinished_tasks == 0:
+            if self._done_count == self._in_count:
                 return True
             time.sleep(0.02)
         return False
@@ -375,7 +392,7 @@ class Collector:
             return CollectorStats(
                 self.client_id, self._connected.is_set(), c.connects, c.received, c.stored,
                 c.duplicates, dict(c.dead_letters), c.batches, c.acked, c.stale_acks_skipped,
-                c.db_errors, self._queue.qsize(), _percentile(lat, 0.5), _percentile(lat, 0.99),
+                c.db_errors, self._in_count - self._out_count, _percentile(lat, 0.5), _percentile(lat, 0.99),
                 _percentile(event, 0.5), _percentile(event, 0.99), self.failure)
 
     def _fail(self, why: str, exc: BaseException | None = None) -> None:
@@ -390,8 +407,6 @@ class Collector:
         self.failed.set()
         with self._ack_turn:
             self._ack_turn.notify_all()
-        with self._space:
-            self._space.notify_all()
 
     # -- writer ----------------------------------------------------------------------------
 
@@ -413,9 +428,8 @@ class Collector:
                 break
             batch.append(item)
             size += len(item.payload)
-        with self._space:
-            self._queued_bytes -= size
-            self._space.notify_all()
+        self._out_bytes += size
+        self._out_count += len(batch)
         return batch
 
     def _write_loop(self) -> None:
@@ -440,8 +454,8 @@ class Collector:
             try:
                 self._commit_with_retry(batch, seq)
             finally:
-                for _ in batch:
-                    self._queue.task_done()
+                with self._lock:
+                    self._done_count += len(batch)
             if self._abandon.is_set():
                 return
 
@@ -494,15 +508,11 @@ class Collector:
     def _ack(self, batch: list[_Inbound]) -> None:
         with self._lock:
             generation = self._generation
-        acked = skipped = 0
-        for item in batch:
-            if item.qos == 0:
-                continue
-            if item.generation != generation:
-                skipped += 1  # that packet id belongs to a dead connection
-                continue
-            self._client.ack(item.mid, item.qos)
-            acked += 1
+        mids = [item.mid for item in batch if item.qos == 1 and item.generation == generation]
+        # a packet id of a dead connection means nothing on this one: the broker resends
+        skipped = sum(1 for item in batch if item.qos and item.generation != generation)
+        self._client.ack_in_order(mids)
+        acked = len(mids)
         with self._lock:
             self._counts.acked += acked
             self._counts.stale_acks_skipped += skipped
