@@ -133,8 +133,8 @@ class _Counters:
     db_errors: int = 0
     connects: int = 0
     dead_letters: Counter = field(default_factory=Counter)
-    latencies: deque = field(default_factory=lambda: deque(maxlen=20000))
-    event_latencies: deque = field(default_factory=lambda: deque(maxlen=20000))
+    latencies: deque = field(default_factory=lambda: deque(maxlen=100_000))
+    event_latencies: deque = field(default_factory=lambda: deque(maxlen=100_000))
 
 
 class Collector:
