@@ -21,9 +21,10 @@ import numpy as np
 import pytest
 
 from citywatch.config import AppConfig
+from domain.sensors import FUME
 from ingest import envelope, frames
 from ingest.collector import Collector
-from ingest.decode import Address, Message, decode_fume, decode_telemetry
+from ingest.decode import Address, Message, decode_reading, decode_telemetry
 from ingest.errors import REASONS, Rejected
 from ingest.routes import ROUTES, Route, write_readings
 from simulators.sensors import Publisher
@@ -130,7 +131,9 @@ def decode(kind: str, payload: bytes, config: AppConfig):
     msg = Message(f"x/{kind}", payload, NOW, Address(kind, DEVICE[kind]))
     if kind.endswith("frame"):
         return frames.decode_frame(msg, config)
-    return {"fume": decode_fume, "telemetry": decode_telemetry}[kind](msg, config.ingest)
+    if kind == "fume":
+        return decode_reading(FUME, msg, config.ingest)
+    return decode_telemetry(msg, config.ingest)
 
 
 @pytest.mark.parametrize("name, kind, payload, reason", POISONS, ids=[p[0] for p in POISONS])
@@ -156,7 +159,7 @@ def test_rfc3339_forms_still_accepted():
             ts.encode()
         msg = Message("x", payload, datetime(2026, 11, 26, 4, 0, tzinfo=UTC),
                       Address("fume", "FM-1"))
-        assert decode_fume(msg, cfg.ingest).ts.tzinfo is not None
+        assert decode_reading(FUME, msg, cfg.ingest).ts.tzinfo is not None
 
 
 def good_reading(i: int) -> tuple[str, bytes]:
