@@ -565,7 +565,15 @@ class Collector:
         except _TRANSIENT:
             raise
         except Exception as exc:
-            # Refused outside any one group's write (the commit itself): halve the batch.
+            # Refused: do it again with a savepoint per write, halving what is refused.
+            log.warning("collector %s: the database refused part of a batch of %d (%s); "
+                        "isolating it", self.client_id, len(batch), exc)
+        try:
+            return self._commit_once(batch, careful=True)
+        except _TRANSIENT:
+            raise
+        except Exception as exc:
+            # Refused outside any one write (the commit itself): halve the batch.
             if len(batch) == 1:
                 return self._commit_once(batch, refused_by_db=exc)
             log.warning("collector %s: a batch of %d was refused (%s); committing it in halves",
@@ -577,11 +585,15 @@ class Collector:
                              parts[-1].committed_mono)
 
     def _write_group(self, conn: psycopg.Connection, route: Route, accepted: list[Accepted],
-                     items: list[_Inbound], letters: list[DeadLetter], records: list[Any]
-                     ) -> tuple[int, int]:
-        """Write one route's records under a savepoint; when the database refuses the write,
-        find the refused records by halving (log2(n) failed tries for one bad record, not n
-        commits) and dead-letter them as storage_rejected. Returns (stored, duplicates)."""
+                     items: list[_Inbound], letters: list[DeadLetter], records: list[Any],
+                     careful: bool) -> tuple[int, int]:
+        """Write one route's records. Careful (the batch was refused once): under a
+        savepoint, and when the database refuses the write, find the refused records by
+        halving (log2(n) failed tries for one bad record, not n commits) and dead-letter them
+        as storage_rejected. Returns (stored, duplicates)."""
+        if not careful:
+            outcome = route.write(conn, accepted)
+            return self._outcome(outcome, accepted, items, letters, records)
         try:
             with conn.transaction():
                 outcome = route.write(conn, accepted)
@@ -597,9 +609,15 @@ class Collector:
                                                                     str(exc)[:500])))
                 return 0, 0
             half = len(accepted) // 2
-            a = self._write_group(conn, route, accepted[:half], items[:half], letters, records)
-            b = self._write_group(conn, route, accepted[half:], items[half:], letters, records)
+            a = self._write_group(conn, route, accepted[:half], items[:half], letters, records,
+                                  True)
+            b = self._write_group(conn, route, accepted[half:], items[half:], letters, records,
+                                  True)
             return a[0] + b[0], a[1] + b[1]
+        return self._outcome(outcome, accepted, items, letters, records)
+
+    def _outcome(self, outcome, accepted: list[Accepted], items: list[_Inbound],
+                 letters: list[DeadLetter], records: list[Any]) -> tuple[int, int]:
         refused = dict(outcome.refused)
         for i, a in enumerate(accepted):
             if i in refused:
@@ -608,8 +626,8 @@ class Collector:
                 records.append(a.record)
         return outcome.stored, outcome.duplicates
 
-    def _commit_once(self, batch: list[_Inbound], refused_by_db: Exception | None = None
-                     ) -> Committed:
+    def _commit_once(self, batch: list[_Inbound], refused_by_db: Exception | None = None,
+                     careful: bool = False) -> Committed:
         letters: list[DeadLetter] = []
         stored = duplicates = 0
         records: list[Any] = []
@@ -629,7 +647,8 @@ class Collector:
                     group[1].append(accepted)
                     group[2].append(item)
                 for route, accepted, items in groups.values():
-                    s, d = self._write_group(conn, route, accepted, items, letters, records)
+                    s, d = self._write_group(conn, route, accepted, items, letters, records,
+                                             careful)
                     stored += s
                     duplicates += d
             store.insert_dead_letters(conn, letters)

@@ -12,11 +12,12 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from domain.records import DeviceStatus, Reading, Telemetry
 from domain.sensors import SENSOR_KINDS, SensorKind
-from ingest import jsontext
+from ingest import fastpath, jsontext
 from ingest.config import IngestConfig
 from ingest.errors import Rejected
 
@@ -153,6 +154,11 @@ def _rfc3339(value: str, name: str) -> datetime:
             from None
 
 
+@lru_cache(maxsize=16)
+def _window(max_future_s: float, retention_days: int) -> tuple[timedelta, timedelta]:
+    return timedelta(seconds=max_future_s), timedelta(days=retention_days)
+
+
 def timestamp(doc: dict[str, Any], received_at: datetime, cfg: IngestConfig,
               name: str = "ts") -> datetime:
     """Device time: RFC 3339 with an offset or integer epoch ms, inside the accepted window."""
@@ -169,10 +175,11 @@ def timestamp(doc: dict[str, Any], received_at: datetime, cfg: IngestConfig,
     else:
         raise Rejected("bad_timestamp",
                        f"{name!r} must be RFC 3339 text or epoch ms, got {type(value).__name__}")
-    if ts - received_at > timedelta(seconds=cfg.max_future_s):
+    future, old = _window(cfg.max_future_s, cfg.retention_days)
+    if ts - received_at > future:
         raise Rejected("future_timestamp",
                        f"{name!r} {ts.isoformat()} is after receive time {received_at.isoformat()}")
-    if received_at - ts > timedelta(days=cfg.retention_days):
+    if received_at - ts > old:
         raise Rejected("too_old", f"{name!r} {ts.isoformat()} is older than "
                                   f"{cfg.retention_days} days")
     return ts
@@ -180,10 +187,20 @@ def timestamp(doc: dict[str, Any], received_at: datetime, cfg: IngestConfig,
 
 # -- decoders -----------------------------------------------------------------------------
 
-def decode_reading(kind: SensorKind, msg: Message, cfg: IngestConfig) -> Reading:
+def decode_reading(kind: SensorKind, msg: Message, cfg: IngestConfig, *,
+                   fast: bool = True) -> Reading:
     """A reading of a sensor kind, every field checked as its declaration says: numbers
     finite, not negative and plausible (the declared ceiling, or the configured one),
-    booleans true or false, required fields present."""
+    booleans true or false, required fields present.
+
+    A payload that is exactly the declared reading takes the fast path (ingest/fastpath.py:
+    one typed parse); any other goes through the checks below, which name the reason
+    (`fast=False`: always, as the tests that hold both paths to one verdict do)."""
+    if fast and len(msg.payload) <= cfg.max_payload_bytes:
+        fast = fastpath.decode(kind, msg.payload, cfg.plausible_max)
+        if fast is not None:
+            ts = timestamp({"ts": fast[0]}, msg.received_at, cfg)
+            return Reading(msg.address.device_id, ts, msg.received_at, fast[1])
     doc = parse_json_object(msg.payload, cfg.max_payload_bytes)
     ts = timestamp(doc, msg.received_at, cfg)
     values: dict[str, float | bool] = {}

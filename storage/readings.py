@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from operator import attrgetter
 
 import psycopg
@@ -59,31 +60,43 @@ def _idents(names: Iterable[str], qualifier: str | None = None) -> sql.Composabl
         sql.Identifier(qualifier, n) if qualifier else sql.Identifier(n) for n in names)
 
 
-def _staged_insert(conn: psycopg.Connection, table: _Table, rows: Sequence[tuple]) -> WriteResult:
-    if not rows:
-        return WriteResult(0, 0, ())
+@cache
+def _statements(table: _Table) -> dict[str, sql.Composed]:
+    """The staged insert's statements for one table, composed once."""
     stage = sql.Identifier(f"{table.name}_stage")
     target = sql.Identifier(table.name)
     cols = _idents(table.columns)
-    conn.execute(sql.SQL(
-        "CREATE TEMP TABLE IF NOT EXISTS {stage} (seq integer NOT NULL, LIKE {target}) "
-        "ON COMMIT DELETE ROWS").format(stage=stage, target=target))
-    with conn.cursor() as cur:
-        with cur.copy(sql.SQL("COPY {stage} (seq, {cols}) FROM STDIN").format(
-                stage=stage, cols=cols)) as copy:
-            for i, row in enumerate(rows):
-                copy.write_row((i, *row))
-        inserted = cur.execute(sql.SQL(
+    f = {"stage": stage, "target": target, "cols": cols, "key": _idents(table.key)}
+    return {
+        # one round trip: the stage exists, and is empty (a batch halved under savepoints
+        # stages again in the same transaction; ON COMMIT empties it for the next one)
+        "prepare": sql.SQL(
+            "CREATE TEMP TABLE IF NOT EXISTS {stage} (seq integer NOT NULL, LIKE {target}) "
+            "ON COMMIT DELETE ROWS; DELETE FROM {stage}").format(**f),
+        "copy": sql.SQL("COPY {stage} (seq, {cols}) FROM STDIN").format(**f),
+        "insert": sql.SQL(
             "WITH ins AS (INSERT INTO {target} ({cols}) SELECT {cols} FROM {stage} ORDER BY seq "
-            "ON CONFLICT ({key}) DO NOTHING RETURNING 1) SELECT count(*) FROM ins").format(
-                target=target, cols=cols, stage=stage, key=_idents(table.key))).fetchone()[0]
-        # Every row new: nothing can conflict, skip the comparison join.
-        conflicts = () if inserted == len(rows) else tuple(seq for (seq,) in cur.execute(sql.SQL(
+            "ON CONFLICT ({key}) DO NOTHING RETURNING 1) SELECT count(*) FROM ins").format(**f),
+        "conflicts": sql.SQL(
             "SELECT s.seq FROM {stage} s JOIN {target} t USING ({key}) "
             "WHERE ({sv}) IS DISTINCT FROM ({tv}) ORDER BY s.seq").format(
-                stage=stage, target=target, key=_idents(table.key),
-                sv=_idents(table.values, "s"), tv=_idents(table.values, "t"))))
-        cur.execute(sql.SQL("TRUNCATE {stage}").format(stage=stage))
+                sv=_idents(table.values, "s"), tv=_idents(table.values, "t"), **f),
+    }
+
+
+def _staged_insert(conn: psycopg.Connection, table: _Table, rows: Sequence[tuple]) -> WriteResult:
+    if not rows:
+        return WriteResult(0, 0, ())
+    q = _statements(table)
+    with conn.cursor() as cur:
+        cur.execute(q["prepare"])
+        with cur.copy(q["copy"]) as copy:
+            for i, row in enumerate(rows):
+                copy.write_row((i, *row))
+        inserted = cur.execute(q["insert"]).fetchone()[0]
+        # Every row new: nothing can conflict, skip the comparison join.
+        conflicts = () if inserted == len(rows) else tuple(
+            seq for (seq,) in cur.execute(q["conflicts"]))
     return WriteResult(inserted, len(rows) - inserted - len(conflicts), conflicts)
 
 
