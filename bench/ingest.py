@@ -156,12 +156,23 @@ def readings(devices: list[str], n: int, *, start_ms: int, part: int = 0, parts:
             "purifier_on": True}, separators=(",", ":")).encode()
 
 
+# One poison of each kind the hardening report found, sent in turn (--poison-every).
+POISONS = [
+    b'{"ts": 1' + b"0" * 5000 + b', "fume_mg_m3": 1, "fan_on": true, "purifier_on": true}',
+    b'{"ts": 0, "x": ' + b"[" * 30000 + b"]" * 30000 + b"}",
+    b'{"ts": 0, "fume_mg_m3": "\\ud800", "fan_on": true, "purifier_on": true}',
+    b'{"ts": NaN, "fume_mg_m3": 1, "fan_on": true, "purifier_on": true}',
+]
+
+
 def role_publish(args) -> int:
-    """Publish n readings (at --rate per second, or as fast as the broker takes them)."""
+    """Publish n readings (at --rate per second, or as fast as the broker takes them), and
+    with --poison-every S one poison message every S seconds besides."""
     from simulators.sensors import Publisher
 
     devices = args.devices.split(",")
     t0 = time.monotonic()
+    poisons = 0
     with Publisher(args.url, args.prefix, client_id=f"bench-pub-{os.getpid()}") as pub:
         for i, (topic, payload) in enumerate(readings(
                 devices, args.n, start_ms=args.start_ms, part=args.part, parts=args.parts,
@@ -170,12 +181,15 @@ def role_publish(args) -> int:
                 delay = t0 + i / args.rate - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-            if i - pub._acked > 5000:  # bounded in flight, as Publisher.publish does
-                pub.wait_acked(i - 2500)
+            if i + poisons - pub._acked > 5000:  # bounded in flight, as Publisher.publish
+                pub.wait_acked(i + poisons - 2500)
             pub.send(topic, payload)
-        ok = pub.wait_acked(args.n, 120)
+            if args.poison_every and time.monotonic() - t0 >= (poisons + 1) * args.poison_every:
+                pub.send(topic, POISONS[poisons % len(POISONS)])
+                poisons += 1
+        ok = pub.wait_acked(args.n + poisons, 120)
     wall = time.monotonic() - t0
-    print(json.dumps({"published": args.n if ok else -1, "wall_s": wall,
+    print(json.dumps({"published": args.n if ok else -1, "poisons": poisons, "wall_s": wall,
                       "rate_per_s": args.n / wall}))
     return 0
 
@@ -320,10 +334,12 @@ class Bench:
             conn.commit()
         return {"rows": n, "rate_per_s": n / dt}
 
-    def live_step(self, rate: float, seconds: float, publishers: int) -> dict:
+    def live_step(self, rate: float, seconds: float, publishers: int,
+                  poison: bool = False) -> dict:
         """The default collect fed at `rate` readings/s by `publishers` processes for
-        `seconds`; publish -> commit latency from the device ts (= publish time) to commit,
-        as each collector reports it (the worst collector's p99 is kept)."""
+        `seconds` (poison: plus one poison message a second); publish -> commit latency from
+        the device ts (= publish time) to commit, as each collector reports it (the worst
+        collector's p99 is kept)."""
         tag = f"live{int(rate)}-{self.runs}"
         self.runs += 1
         prefix = f"bench-{tag}/v1"
@@ -336,7 +352,8 @@ class Bench:
         pubs = [_spawn(_python("bench.ingest", "--role", "publish", "--url", self.cfg.mqtt.url,
                                "--prefix", prefix, "--n", str(n // publishers), "--rate",
                                str(rate / publishers), "--part", str(p), "--parts",
-                               str(publishers), "--devices", ",".join(self.devices)),
+                               str(publishers), "--devices", ",".join(self.devices),
+                               *(["--poison-every", "1"] if poison and p == 0 else [])),
                        env=self._env()) for p in range(publishers)]
         sent = [_json_of(p, seconds * 4 + 120) for p in pubs]
         deadline = time.monotonic() + 120
@@ -350,6 +367,8 @@ class Bench:
         p50s = [c["event_to_commit_p50_s"] for c in report["collectors"]
                 if c.get("event_to_commit_p50_s") is not None]
         return {"offered_per_s": rate, "published": sum(s["published"] for s in sent),
+                "poisons": sum(s["poisons"] for s in sent),
+                "dead_letters": sum(sum(c["dead_letters"].values()) for c in report["collectors"]),
                 "achieved_publish_per_s": sum(s["rate_per_s"] for s in sent),
                 "stored": stored, "p50_s": max(p50s) if p50s else None,
                 "p99_s": max(p99s) if p99s else None}
@@ -363,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="offered rates (readings/s) stepped for the knee; empty: skip")
     ap.add_argument("--step-seconds", type=float, default=10.0)
     ap.add_argument("--publishers", type=int, default=2, help="publisher processes")
+    ap.add_argument("--poison-rate", type=float, default=2000.0,
+                    help="offered rate of the poison comparison: the same live load without, "
+                         "then with, one poison message a second (0: skip)")
     ap.add_argument("--keep", action="store_true", help="keep the bench database")
     ap.add_argument("--json", action="store_true", help="every number as JSON on stdout")
     # roles of the child processes
@@ -373,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.add_argument(flag, type=int, default=0 if flag != "--parts" else 1,
                         help=argparse.SUPPRESS)
     ap.add_argument("--rate", type=float, help=argparse.SUPPRESS)
+    ap.add_argument("--poison-every", type=float, help=argparse.SUPPRESS)
     ap.add_argument("--create", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.role == "publish":
@@ -436,6 +459,12 @@ def _run(args) -> int:
                     if step["p99_s"] is not None and step["p99_s"] > 1.0:
                         break
                 result["knee_steps"] = steps
+                if args.poison_rate:
+                    result["poison"] = {
+                        label: _measured(f"live at {args.poison_rate:,.0f}/s {label}",
+                                         bench.live_step, args.poison_rate, args.step_seconds,
+                                         args.publishers, poison=label == "with_poison")
+                        for label in ("without_poison", "with_poison")}
                 below = [s["offered_per_s"] for s in steps
                          if s["p99_s"] is not None and s["p99_s"] <= 1.0]
                 passed = [s["offered_per_s"] for s in steps
@@ -481,6 +510,10 @@ def _print(r: dict) -> None:
         print(f"live {s['offered_per_s']:>7,.0f}/s offered, {s['achieved_publish_per_s']:>7,.0f}/s "
               f"published, {s['stored']:,} of {s['published']:,} stored: publish->commit "
               f"p50 {p50} s, p99 {p99} s (load {s['load_before']:.1f}->{s['load_after']:.1f})")
+    for label, s in r.get("poison", {}).items():
+        print(f"{label.replace('_', ' '):15s} at {s['offered_per_s']:,.0f}/s: {s['poisons']} "
+              f"poisons, {s['dead_letters']} dead letters, p50 {s['p50_s']:.3f} s, "
+              f"p99 {s['p99_s']:.3f} s (load {s['load_before']:.1f}->{s['load_after']:.1f})")
     if r.get("knee_steps"):
         print(f"knee (p99 > 1 s): {r['knee_per_s'] or 'not reached'}; highest rate with "
               f"p99 <= 1 s: {r['highest_rate_p99_within_1s']}")
