@@ -409,6 +409,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, interrupted)
     try:
         return _run(args)
+    except KeyboardInterrupt:
+        print("interrupted: every process this bench started is stopped", file=sys.stderr)
+        return 130
     finally:
         _stop_children()
 
