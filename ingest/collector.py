@@ -205,6 +205,11 @@ class Collector:
                     f"{self.partitions} under {self.config.mqtt.topic_prefix}/")
         return self._filters[0] if self._filters else self._layout_filters({})[0]
 
+    @property
+    def topic_filters(self) -> tuple[str, ...]:
+        """The filters this collector subscribes to (ingest/layout.py)."""
+        return tuple(self._filters)
+
     def _layout_filters(self, devices: dict[str, str]) -> list[str]:
         m = self.config.mqtt
         return layout.topic_filters(m.topic_prefix, shared_group=m.shared_group,

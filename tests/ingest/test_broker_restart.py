@@ -149,3 +149,26 @@ def test_partitions_split_devices_stably_and_completely():
         ["$share/g/cw/v1/#"]
     assert topic_filters("cw/v1", shared_group=None, partitions=2, partition=0,
                          devices=["a/b", "c+", "#", ""]) == []
+
+
+def test_partitioned_collectors_take_up_a_newly_registered_device(ingest_config, db,
+                                                                  collectors):
+    """A device registered while partitioned collectors run is subscribed by the one
+    partition it falls in within ingest.device_refresh_s, and its readings are stored."""
+    from domain.records import Device
+    from storage import registry
+
+    ingest_config.mqtt.shared_group = None
+    ingest_config.ingest.device_refresh_s = 0.5
+    running = [collectors(ingest_config, db, partition=(i, 2)) for i in range(2)]
+    new = "FM-90001"
+    with db.connection() as conn:
+        registry.sync(conn, [], [Device(new, "fume", "M-00001")])
+    owner = running[partition_of(new, 2)]
+    assert wait_until(lambda: any(new in f for f in owner.topic_filters), 10)
+    time.sleep(0.5)  # the SUBACK
+    publish(ingest_config.mqtt.url, ingest_config.mqtt.topic_prefix, [(f"fume/{new}", json.dumps(
+        {"ts": int(BASE.timestamp() * 1000), "fume_mg_m3": 1.5, "fan_on": True,
+         "purifier_on": True}).encode())])
+    assert wait_until(lambda: owner.stats().stored == 1, 10)
+    assert sum(c.stats().received for c in running) == 1
