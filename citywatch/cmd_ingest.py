@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import sys
 import time
 from dataclasses import asdict
 
@@ -95,10 +93,8 @@ def collect(args: argparse.Namespace) -> int:
         processes = 1
     elif args.processes is not None:
         processes = args.processes
-    elif cfg.mqtt.shared_group:
-        processes = 1  # a shared group scales by starting more collectors by hand
     else:
-        processes = cfg.ingest.processes or os.cpu_count() or 1
+        processes = supervisor.collector_processes(cfg)
     if processes < 1:
         raise SystemExit("--processes must be at least 1")
     if processes > 1 and cfg.mqtt.shared_group:
@@ -149,17 +145,8 @@ def _collect_here(args, cfg, db, stop, partition: tuple[int, int]) -> int:
 def _supervise(args, cfg, db_url: str, n: int, stop) -> int:
     """Run partitions 0..n-1 as child processes; restart one that dies (saying why, with
     backoff), stop them all with SIGTERM (SIGKILL after the grace period) when asked."""
-    env = dict(os.environ, CITYWATCH_MQTT_URL=cfg.mqtt.url, CITYWATCH_DATABASE_URL=db_url,
-               CITYWATCH_DATA_DIR=str(cfg.data_path))
-    base = [sys.executable, "-m", "citywatch.cli"]
-    if args.config:
-        base += ["-c", args.config]
-    if args.verbose:
-        base.append("-v")
-    children = [supervisor.Child(f"collector {i}/{n}", base + [
-        "collect", "--partition", f"{i}/{n}", "--json",
-        *(["--client-id", args.client_id] if args.client_id else [])], env=env)
-        for i in range(n)]
+    children = supervisor.collector_children(cfg, db_url, n, verbose=args.verbose,
+                                             client_id=args.client_id)
     log.info("supervising %d collector processes (one partition of the devices each)", n)
     report = supervisor.run(children, stop, seconds=args.seconds)
     totals = {k: sum(s.get(k, 0) for s in report.final) for k in

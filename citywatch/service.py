@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from citywatch import app
+from citywatch import app, supervisor
 from citywatch.config import AppConfig
 from citywatch.monitor import Monitor
 from ingest import mqtturl
@@ -165,12 +165,25 @@ def start_web(pipeline: Pipeline) -> threading.Thread:
 
 
 def run(config: AppConfig, stages: tuple[str, ...] = STAGES, with_web: bool = False) -> int:
-    """Run until SIGTERM / Ctrl-C, then shut down cleanly (non-zero if a stage failed)."""
+    """Run until SIGTERM / Ctrl-C, then shut down cleanly (non-zero if a stage failed).
+    Collectors run as supervised processes, one per core on a partition of the devices
+    (citywatch/supervisor.py), unless one process is configured; detectors, the rule engine
+    and the review app run here."""
     stop = stop_on_signals()
-    pipeline = start(config, stop, stages, with_web)
+    processes = supervisor.collector_processes(config) if "collect" in stages else 0
+    here = tuple(s for s in stages if s != "collect" or processes <= 1)
+    pipeline = start(config, stop, here, with_web)
     log.info("citywatch running (%s); broker %s", ", ".join(stages),
              mqtturl.redact(pipeline.config.mqtt.url))
     failure = None
+    supervised: dict[str, supervisor.Report] = {}
+    watcher = None
+    if processes > 1:
+        children = supervisor.collector_children(pipeline.config, pipeline.db.url, processes)
+        watcher = threading.Thread(
+            target=lambda: supervised.setdefault("report", supervisor.run(children, stop)),
+            name="collectors", daemon=True)
+        watcher.start()
     try:
         last = time.monotonic()
         while not stop.wait(0.5):
@@ -178,17 +191,27 @@ def run(config: AppConfig, stages: tuple[str, ...] = STAGES, with_web: bool = Fa
             if c is not None and c.failed.is_set():
                 failure = c.failure
                 break
+            if watcher is not None and not watcher.is_alive():
+                failure = "the collector processes stopped: " + "; ".join(
+                    supervised["report"].exits if "report" in supervised else ["supervisor"])
+                break
             if c is not None and time.monotonic() - last >= 60:
                 last = time.monotonic()
                 s = c.stats()
                 log.info("collector: received %d, stored %d, dead letters %d",
                          s.received, s.stored, s.dead_lettered)
     finally:
+        stop.set()
+        if watcher is not None:
+            watcher.join(60)
         pipeline.close()
     for failed in pipeline.failures:
         log.error("%s", failed)
+    report = supervised.get("report")
+    if failure is None and report is not None and not report.clean:
+        failure = "the collector processes stopped: " + "; ".join(report.exits)
     if failure is not None:
-        log.critical("citywatch stopped: the collector could not go on (%s)", failure)
+        log.critical("citywatch stopped: %s", failure)
         return 70
     log.info("citywatch stopped")
     return 1 if pipeline.failures else 0

@@ -10,11 +10,19 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import yaml
+
+if TYPE_CHECKING:
+    from citywatch.config import AppConfig
 
 log = logging.getLogger(__name__)
 
@@ -122,3 +130,39 @@ def _stop_all(children: list[Child], grace_s: float) -> list[dict]:
             c.proc.kill()
             c.proc.wait()
     return [r for c in children if c.proc is not None and (r := c.report()) is not None]
+
+
+def collector_children(config: AppConfig, db_url: str, n: int, *, verbose: bool = False,
+                       client_id: str | None = None) -> list[Child]:
+    """`citywatch collect --partition i/n` for i in 0..n-1, over the effective configuration
+    of this process (its broker and database URLs; collector i's metrics on
+    monitor.port + 1 + i), written for each under the data directory, readable by its owner
+    only (the URLs may carry credentials)."""
+    # the file says everything; an override in the environment would say it twice
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CITYWATCH_")}
+    children = []
+    for i in range(n):
+        effective = config.model_copy(deep=True)
+        effective.database.url = db_url
+        effective.data_dir = str(config.data_path)
+        port = config.monitor.port
+        # metrics: collector i on monitor.port + 1 + i (the port itself is the parent's)
+        effective.monitor.port = None if port is None else (0 if port == 0 else port + 1 + i)
+        path = config.data_path / f"collector-{i}of{n}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            yaml.safe_dump(effective.model_dump(mode="json"), fh)
+        children.append(Child(f"collector {i}/{n}", [
+            sys.executable, "-m", "citywatch.cli", "-c", str(path), *(["-v"] if verbose else []),
+            "collect", "--partition", f"{i}/{n}", "--json",
+            *(["--client-id", client_id] if client_id else [])], env=env))
+    return children
+
+
+def collector_processes(config: AppConfig) -> int:
+    """How many collector processes to run: ingest.processes, else one per core; one on a
+    shared subscription group (which scales by starting collectors by hand)."""
+    if config.mqtt.shared_group:
+        return 1
+    return config.ingest.processes or os.cpu_count() or 1

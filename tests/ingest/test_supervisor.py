@@ -77,3 +77,40 @@ def test_supervised_collectors_restart_a_killed_one_and_stop_cleanly(
     with db.connection() as conn:
         assert conn.execute("SELECT count(DISTINCT (device_id, ts)) FROM readings"
                             ).fetchone()[0] == 4000
+
+
+@pytest.mark.slow
+def test_run_supervises_collector_processes_and_stops_them(ingest_config, db, private_broker,
+                                                           tmp_path):
+    """`citywatch run --only collect` with two collector processes: readings stored, SIGTERM
+    stops the service and both collectors (exit 0, no process left behind)."""
+    cfg = private_broker.apply(ingest_config)
+    cfg.mqtt.shared_group = None
+    cfg.ingest.processes = 2
+    path = tmp_path / "citywatch.yaml"
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CITYWATCH_")}
+    log_path = tmp_path / "run.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "citywatch.cli", "-c", str(path), "run",
+                                 "--only", "collect"], cwd=PROJECT_ROOT, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+
+    def log_text() -> str:
+        return log_path.read_text(errors="replace")
+
+    try:
+        assert wait_until(lambda: log_text().count("connected to") >= 2, 60), log_text()
+        publish(cfg.mqtt.url, cfg.mqtt.topic_prefix, readings(0, 1000))
+        with db.connection() as conn:
+            assert wait_until(lambda: store.count_rows(conn, "readings") == 1000, 60)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, log_text()
+    pids = [int(p) for p in re.findall(r"started \(pid (\d+)\)", log_text())]
+    assert len(pids) == 2 and not any(_alive(p) for p in pids)
+    assert "citywatch stopped" in log_text()
