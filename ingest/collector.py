@@ -315,10 +315,10 @@ class Collector:
                 or self._in_bytes - self._out_bytes + size > ic.queue_max_bytes):
             if self._abandon.wait(0.002):
                 return
+        self._in_bytes += size
+        self._in_count += 1  # before the put: a writer never counts out what is not in
         self._queue.put(_Inbound(topic, payload, datetime.now(UTC), time.monotonic(), msg.mid,
                                  msg.qos, self._generation))
-        self._in_bytes += size
-        self._in_count += 1
 
     # -- lifecycle -------------------------------------------------------------------------
 
