@@ -18,8 +18,9 @@ starts; the clock runs from the first message counted (bare) or row committed
 interleaved, round after round, and medians are kept. The load average is recorded before
 and after every measurement; above 1.5 a warning says the ratios are not trustworthy.
 
-Every process this bench starts (broker, publishers, subscribers, collectors) is stopped
-when it ends, fails or is interrupted. A private Mosquitto (deep queues) and a fresh
+Every process this bench starts (publishers, subscribers, collectors) is stopped when it
+ends, fails or is interrupted, and is told by the kernel to stop should the bench itself be
+killed. A private Mosquitto (deep queues) and a fresh
 database `citywatch_bench_ingest` on the configured PostgreSQL (CITYWATCH_DATABASE_URL or
 postgresql://postgres@127.0.0.1:5432) are used; the database is dropped at the end unless
 --keep.
@@ -45,6 +46,7 @@ from pathlib import Path
 import psycopg
 import yaml
 
+from citywatch.supervisor import die_with_parent
 from domain.paths import PROJECT_ROOT
 from domain.records import Reading
 from storage import readings as store
@@ -62,7 +64,7 @@ def _spawn(argv: list[str], *, log: Path | None = None, env: dict | None = None,
     """Start a child this bench will stop whatever happens."""
     err = log.open("ab") if log else subprocess.DEVNULL
     proc = subprocess.Popen(argv, cwd=PROJECT_ROOT, env=env, stdout=stdout, stderr=err,
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
     _CHILDREN.append(proc)
     return proc
 
@@ -501,6 +503,9 @@ def _print(r: dict) -> None:
           f"{r['max_load']:.2f} at worst, {r['load_end']:.2f} at end")
     if r["max_load"] > LOAD_WARN:
         print(f"WARNING: load average above {LOAD_WARN}: the ratios below are not trustworthy")
+    if r["readings"] < 10000:
+        print("WARNING: under 10,000 readings a drain is a few batches of 500: its rate says "
+              "more about batch boundaries than about throughput (smoke test only)")
     print(f"bare subscriber (drain)   {med['bare_subscriber']:>9,.0f} msg/s")
     print(f"one collector (drain)     {med['one_collector']:>9,.0f} rows/s  "
           f"{r['one_collector_vs_bare']:.0%} of bare subscriber")

@@ -102,7 +102,8 @@ def collect(args: argparse.Namespace) -> int:
                          "start one collector per --client-id, or set mqtt.shared_group empty")
     broker = ensure_broker(cfg)
     cfg = broker.apply(cfg)
-    db = app.open_database(cfg)  # migrated once here, not by every child
+    # migrated once, by the supervisor: a partition's process takes the database as it is
+    db = app.open_database(cfg, migrate=args.partition is None)
     try:
         if processes == 1:
             return _collect_here(args, cfg, db, stop, args.partition or (0, 1))

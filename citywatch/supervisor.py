@@ -8,6 +8,8 @@ configuration error) is not restarted: the supervisor stops the others and fails
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import logging
 import os
@@ -39,6 +41,16 @@ def describe(returncode: int) -> str:
     return f"exit status {returncode}"
 
 
+def die_with_parent() -> None:
+    """In the child, before exec: SIGTERM it when the supervisor dies, even by SIGKILL, so
+    no collector outlives its supervisor (Linux prctl PR_SET_PDEATHSIG; elsewhere a no-op)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 @dataclass
 class Child:
     """One supervised command line."""
@@ -53,7 +65,7 @@ class Child:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(self.argv, env=self.env, stdout=subprocess.PIPE,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
         self.started = time.monotonic()
         log.info("%s started (pid %d)", self.name, self.proc.pid)
 

@@ -25,7 +25,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -35,7 +35,6 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from psycopg_pool import PoolTimeout
 
-from citywatch.config import AppConfig
 from domain.records import DeadLetter
 from ingest import layout, mqtturl
 from ingest.decode import Address, Message, parse_topic
@@ -45,6 +44,9 @@ from ingest.routes import ROUTES, Accepted, Route
 from storage import readings as store
 from storage.db import Database
 from storage.errors import StorageError
+
+if TYPE_CHECKING:  # the face's model; a part never imports citywatch at run time
+    from citywatch.config import AppConfig
 
 log = logging.getLogger(__name__)
 

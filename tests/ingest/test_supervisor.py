@@ -114,3 +114,28 @@ def test_run_supervises_collector_processes_and_stops_them(ingest_config, db, pr
     pids = [int(p) for p in re.findall(r"started \(pid (\d+)\)", log_text())]
     assert len(pids) == 2 and not any(_alive(p) for p in pids)
     assert "citywatch stopped" in log_text()
+
+
+@pytest.mark.slow
+def test_no_collector_outlives_a_killed_supervisor(ingest_config, db, private_broker, tmp_path):
+    """SIGKILL of the supervisor (nothing of it runs to clean up): its collector processes
+    are told by the kernel (parent-death signal) and stop by themselves."""
+    cfg = private_broker.apply(ingest_config)
+    cfg.mqtt.shared_group = None
+    path = tmp_path / "citywatch.yaml"
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CITYWATCH_")}
+    log_path = tmp_path / "collect.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "citywatch.cli", "-c", str(path),
+                                 "collect", "--processes", "2"], cwd=PROJECT_ROOT, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+    try:
+        assert wait_until(lambda: log_path.read_text(errors="replace").count("connected to")
+                          >= 2, 60)
+    finally:
+        proc.kill()
+        proc.wait()
+    pids = [int(p) for p in re.findall(r"started \(pid (\d+)\)", log_path.read_text())]
+    assert len(pids) == 2
+    assert wait_until(lambda: not any(_alive(p) for p in pids), 30)
