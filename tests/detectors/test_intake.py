@@ -72,7 +72,9 @@ BAD = [
 
 
 def message(kind: str, payload: bytes, device: str = "UAV-01") -> Message:
-    return Message(f"cw/{kind}", payload, NOW, Address(kind, device))
+    # received now, not when this module was imported: frames rendered later in a long
+    # session carry later event times, which must not read as coming from the future
+    return Message(f"cw/{kind}", payload, datetime.now(UTC), Address(kind, device))
 
 
 @pytest.fixture
