@@ -41,7 +41,7 @@ def publish_dust(config, hours: float, pm10: float) -> datetime:
 
 @pytest.mark.slow
 def test_dust_exceedance_sends_a_drone_and_its_frames_join_the_case(config, db, vehicles, flight_cfg):
-    config.detectors.weights = str(DEFAULT_ONNX)
+    config.detectors.backend.weights = str(DEFAULT_ONNX)
     collector = Collector(config, db).start()
     try:
         publish_dust(config, 2.5, 260.0)

@@ -39,7 +39,8 @@ def test_kill_9_mid_run_then_resume_loses_nothing_and_detects_nothing_twice(
     cfg_file.write_text(yaml.safe_dump({
         "data_dir": config.data_dir,
         "database": {"url": config.database.url},
-        "detectors": {"weights": str(DEFAULT_ONNX), "stale_after_s": 4.0},
+        "detectors": {"backend": {"type": "onnxruntime", "weights": str(DEFAULT_ONNX)},
+                      "stale_after_s": 4.0},
         "batch": {"chunk_s": 8.0},
     }))
     url = config.database.url
