@@ -104,9 +104,9 @@ def whole_path(config, flight, n: int, timeout: float = 900.0) -> float:
     db = app.open_database(config, name="bench-detect")
     with db.connection() as conn:
         before = sum(frames_repo.status_counts(conn).values())
-    collector = Collector(config, db).start()
+    collector = Collector(config.for_ingest(), db).start()
     stop = threading.Event()
-    worker = make_worker(config, db)
+    worker = make_worker(config.for_detectors(), db)
     # warm with a full batch, as predict_alone is
     worker.detector.detect([f.rendered.image for f in flight.frames[:config.detectors.batch_size]])
     thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.embedded:
         config.database.url = None
         config.mqtt.url = None
-        broker = ensure_broker(config)
+        broker = ensure_broker(config.for_ingest())
         config = broker.apply(config)
     else:
         with psycopg.connect(args.database_url, autocommit=True) as conn:

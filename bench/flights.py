@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                 cfg.mqtt.client_id = "bench-collector"
                 cfg.mqtt.shared_group = None
                 db = app.open_database(cfg)
-                collector = Collector(cfg, db).start()
+                collector = Collector(cfg.for_ingest(), db).start()
                 try:
                     report["plan_1km2_survey_ms"] = round(plan_time_ms(cfg.flights), 2)
                     report["flights"] = flights(cfg, db, args.drones, args.speedup)

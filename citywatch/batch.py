@@ -119,10 +119,10 @@ def run(config: AppConfig, db: Database, paths: Sequence[str | Path], *,
                        for i in range(max(1, samplers))]
     for t in sampler_threads:
         t.start()
-    zones = load_zones(db, config)
+    zones = load_zones(db, config.for_detectors())
     detect_stop = threading.Event()
     n_workers = max(1, config.detectors.workers if workers is None else workers)
-    worker_threads = [threading.Thread(target=make_worker(config, db, zones=zones).run,
+    worker_threads = [threading.Thread(target=make_worker(config.for_detectors(), db, zones=zones).run,
                                        args=(detect_stop,), name=f"detector-{i + 1}",
                                        daemon=True) for i in range(n_workers)]
     for t in worker_threads:

@@ -64,7 +64,7 @@ def detect(args: argparse.Namespace) -> int:
     cfg.detectors.backend = backend
     db = app.open_database(cfg, name="citywatch-detect")
     try:
-        run_workers(cfg, db, stop_on_signals(), n=args.workers, until_empty=args.until_empty)
+        run_workers(cfg.for_detectors(), db, stop_on_signals(), n=args.workers, until_empty=args.until_empty)
     finally:
         db.close()
     return 0

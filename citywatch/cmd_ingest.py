@@ -100,7 +100,7 @@ def collect(args: argparse.Namespace) -> int:
     if processes > 1 and cfg.mqtt.shared_group:
         raise SystemExit("mqtt.shared_group and several processes exclude each other here: "
                          "start one collector per --client-id, or set mqtt.shared_group empty")
-    broker = ensure_broker(cfg)
+    broker = ensure_broker(cfg.for_ingest())
     cfg = broker.apply(cfg)
     # migrated once, by the supervisor: a partition's process takes the database as it is
     db = app.open_database(cfg, migrate=args.partition is None)
@@ -117,7 +117,7 @@ def collect(args: argparse.Namespace) -> int:
 def _collect_here(args, cfg, db, stop, partition: tuple[int, int]) -> int:
     monitor = Monitor()
     try:
-        collector = Collector(cfg, db, client_id=args.client_id, partition=partition,
+        collector = Collector(cfg.for_ingest(), db, client_id=args.client_id, partition=partition,
                               metrics=monitor.collector).start()
         log.info("collector %s: %s from %s", collector.client_id, collector.subscription,
                  mqtturl.redact(cfg.mqtt.url))

@@ -14,11 +14,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from detectors.config import DetectorConfig
+from detectors.config import DetectorConfig, WorkerSetup
 from domain.paths import PROJECT_ROOT
 from flights.config import FlightsConfig
 from ingest.batch.config import BatchConfig
-from ingest.config import IngestConfig, MqttConfig
+from ingest.config import IngestConfig, IngestSetup, MqttConfig
 from review.config import WebConfig
 from rules.config import RulesConfig
 from storage.config import DatabaseConfig
@@ -89,6 +89,15 @@ class AppConfig(BaseModel):
     @property
     def evidence_dir(self) -> Path:
         return evidence_folder(self.data_path)
+
+    def for_ingest(self) -> IngestSetup:
+        """The collectors' sections and paths (the part gets these, not this whole model)."""
+        return IngestSetup(self.mqtt, self.ingest, self.detectors, self.evidence_dir,
+                           self.data_path, self.resolve(self.registry.directory))
+
+    def for_detectors(self) -> WorkerSetup:
+        """The detector workers' section and evidence folder."""
+        return WorkerSetup(self.detectors, self.evidence_dir)
 
 
 class ConfigError(Exception):

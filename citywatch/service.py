@@ -65,7 +65,7 @@ def start(config: AppConfig, stop: threading.Event, stages: tuple[str, ...] = ST
           with_web: bool = False) -> Pipeline:
     """Start the broker (a private one when none is configured), the database and the
     requested stages (and the review app, `with_web`); return the running pipeline."""
-    broker = ensure_broker(config)
+    broker = ensure_broker(config.for_ingest())
     config = broker.apply(config)
     db = app.open_database(config)
     pipeline = Pipeline(config, db, broker, stop)
@@ -80,13 +80,13 @@ def start(config: AppConfig, stop: threading.Event, stages: tuple[str, ...] = ST
             classes = app.detection_classes(config) if "detect" in stages else None
             load_rules(config.rules, classes)
         if "collect" in stages:
-            pipeline.collector = Collector(config, db, metrics=monitor.collector).start()
+            pipeline.collector = Collector(config.for_ingest(), db, metrics=monitor.collector).start()
             monitor.add_check("collector", lambda: monitor.collector.health(
                 config.monitor.ack_stall_s))
         if "detect" in stages and config.detectors.enabled and config.detectors.workers > 0:
             from detectors.worker import start_workers
 
-            pipeline.threads += start_workers(config, db, stop, metrics=monitor.workers)
+            pipeline.threads += start_workers(config.for_detectors(), db, stop, metrics=monitor.workers)
             monitor.watch_frames_queue(db)
         if "rules" in stages and config.rules.enabled:
             from rules.engine import run_engine

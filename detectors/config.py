@@ -6,6 +6,8 @@ module asks the registry which backends exist instead of listing them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -124,3 +126,12 @@ class DetectorConfig(BaseModel):
                 details.append(InitErrorDetails(type=err["type"], loc=loc, input=given,
                                                 **({"ctx": err["ctx"]} if "ctx" in err else {})))
             raise ValidationError.from_exception_data(exc.title, details) from None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSetup:
+    """What detector workers are given: their section and the evidence store's folder,
+    built by the face from the configuration file."""
+
+    detectors: DetectorConfig
+    evidence_dir: Path

@@ -23,9 +23,8 @@ import cv2
 import numpy as np
 import psycopg
 
-from citywatch.config import AppConfig
 from detectors.base import Detections, Detector, create_detector
-from detectors.config import DetectorConfig
+from detectors.config import DetectorConfig, WorkerSetup
 from detectors.georef import GeorefError, pixels_to_wgs84
 from detectors.metrics import WorkerMetrics
 from detectors.zones import NO_ZONE, ZoneIndex
@@ -46,7 +45,7 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def load_zones(db: Database, config: AppConfig) -> ZoneIndex:
+def load_zones(db: Database, config: WorkerSetup) -> ZoneIndex:
     """Registry zones and cone cameras as the database holds them now."""
     with db.connection() as conn:
         subjects = registry_repo.subjects(conn)
@@ -204,7 +203,7 @@ class Worker:
                 stop.wait(self.config.poll_interval_s)
 
 
-def make_worker(config: AppConfig, db: Database, *, detector: Detector | None = None,
+def make_worker(config: WorkerSetup, db: Database, *, detector: Detector | None = None,
                 zones: ZoneIndex | None = None, name: str | None = None,
                 metrics: WorkerMetrics | None = None) -> Worker:
     """A worker wired from configuration: evidence store, detector, registry zones."""
@@ -214,7 +213,7 @@ def make_worker(config: AppConfig, db: Database, *, detector: Detector | None = 
                   zones or load_zones(db, config), config.detectors, name=name, metrics=metrics)
 
 
-def start_workers(config: AppConfig, db: Database, stop: threading.Event, *,
+def start_workers(config: WorkerSetup, db: Database, stop: threading.Event, *,
                   n: int | None = None,
                   metrics: WorkerMetrics | None = None) -> list[threading.Thread]:
     """Start `n` worker threads (default detectors.workers), each with its own detector
@@ -231,7 +230,7 @@ def start_workers(config: AppConfig, db: Database, stop: threading.Event, *,
     return threads
 
 
-def run_workers(config: AppConfig, db: Database, stop: threading.Event, *,
+def run_workers(config: WorkerSetup, db: Database, stop: threading.Event, *,
                 n: int | None = None, until_empty: bool = False) -> None:
     """Run detector workers until `stop` is set (or, with until_empty, the queue is empty)."""
     if until_empty:

@@ -23,16 +23,20 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
+
+from pydantic import BaseModel
 
 from ingest import brokerauth, mqtturl
 from ingest.brokerauth import PrivateAccounts
 from ingest.errors import IngestError
 
 if TYPE_CHECKING:
-    from citywatch.config import AppConfig
+    from ingest.config import IngestSetup
 
 log = logging.getLogger(__name__)
+
+C = TypeVar("C", bound=BaseModel)  # a configuration with an `mqtt` section
 
 PUBLISHER = "citywatch-simulator"  # the private broker's account for simulated devices
 
@@ -65,8 +69,9 @@ class BrokerHandle:
     def mqtt5(self) -> bool:
         return self.kind != "amqtt"
 
-    def apply(self, config: AppConfig) -> AppConfig:
-        """A copy of `config` pointing at this broker, limited to what it supports."""
+    def apply(self, config: C) -> C:
+        """A copy of a configuration with an `mqtt` section (the application's) pointing at
+        this broker, limited to what it supports."""
         mqtt = config.mqtt.model_copy(update={"url": self.url})
         if not self.mqtt5:
             mqtt = mqtt.model_copy(update={"protocol": "3.1.1", "shared_group": None})
@@ -221,7 +226,7 @@ def start_amqtt(*, port: int | None = None) -> BrokerHandle:
     return BrokerHandle(f"mqtt://127.0.0.1:{port}", "amqtt", close)
 
 
-def ensure_broker(config: AppConfig, data_dir: Path | None = None) -> BrokerHandle:
+def ensure_broker(config: IngestSetup, data_dir: Path | None = None) -> BrokerHandle:
     """The configured broker, else a private Mosquitto, else an embedded amqtt broker."""
     if config.mqtt.url:
         return BrokerHandle(config.mqtt.url, "external")
@@ -232,7 +237,7 @@ def ensure_broker(config: AppConfig, data_dir: Path | None = None) -> BrokerHand
     if binary:
         from domain.registry import load as load_registry
 
-        devices = load_registry(config.resolve(config.registry.directory)).devices
+        devices = load_registry(config.registry_dir).devices
         state = (data_dir / "mosquitto").resolve()
         accounts = PrivateAccounts.ensure(state / "accounts.json",
                                           [d.device_id for d in devices],

@@ -46,7 +46,7 @@ from storage.db import Database
 from storage.errors import StorageError
 
 if TYPE_CHECKING:  # the face's model; a part never imports citywatch at run time
-    from citywatch.config import AppConfig
+    from ingest.config import IngestSetup
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class Collector:
     acknowledges what it holds, and disconnects (the session keeps anything not taken).
     """
 
-    def __init__(self, config: AppConfig, db: Database, *, client_id: str | None = None,
+    def __init__(self, config: IngestSetup, db: Database, *, client_id: str | None = None,
                  routes: dict[str, Route] | None = None,
                  on_commit: Callable[[Committed], None] | None = None,
                  metrics: CollectorMetrics | None = None,
@@ -684,7 +684,7 @@ def _event_ts(record: Any) -> datetime | None:
     return ts
 
 
-def run_collector(config: AppConfig, db: Database, stop_event: threading.Event, *,
+def run_collector(config: IngestSetup, db: Database, stop_event: threading.Event, *,
                   client_id: str | None = None) -> CollectorStats:
     """Run one collector until stop_event is set (the long-running service's entry point);
     return its final counters."""

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from detectors.config import DetectorConfig
 from domain.sensors import READING_FIELDS
 
 
@@ -147,3 +151,16 @@ class IngestConfig(BaseModel):
             if not ceiling > 0:
                 raise ValueError(f"{name}: the ceiling must be above 0, got {ceiling}")
         return value
+
+
+@dataclass(frozen=True, slots=True)
+class IngestSetup:
+    """What collectors, their decoders and the private broker are given: their own sections
+    and the paths they need, built by the face from the configuration file."""
+
+    mqtt: MqttConfig
+    ingest: IngestConfig
+    detectors: DetectorConfig  # frames are taken in through the detectors' quality gate
+    evidence_dir: Path
+    data_path: Path
+    registry_dir: Path

@@ -33,7 +33,7 @@ from storage.evidence import EvidenceStore, sha256_of
 from storage.frames import Frame, Pose
 
 if TYPE_CHECKING:
-    from citywatch.config import AppConfig
+    from ingest.config import IngestSetup
 
 POSE_FIELDS = ("lat", "lon", "alt_m", "heading_deg", "gimbal_pitch_deg", "hfov_deg")
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def _image(data: bytes, ingest_cfg: IngestConfig, cfg: DetectorConfig) -> np.nda
     return pixels[:, :, 0] if pixels.ndim == 3 else pixels
 
 
-def decode_frame(msg: Message, config: AppConfig) -> FrameIn:
+def decode_frame(msg: Message, config: IngestSetup) -> FrameIn:
     """Validate a frame envelope from a cone camera or drone; raise Rejected if unusable."""
     ingest_cfg, cfg = config.ingest, config.detectors
     source_kind = SOURCE_OF_KIND.get(msg.address.kind)

@@ -24,10 +24,10 @@ from ingest.errors import Rejected
 from storage import readings
 
 if TYPE_CHECKING:
-    from citywatch.config import AppConfig
+    from ingest.config import IngestSetup
 
 
-Decoder = Callable[[decode.Message, "AppConfig"], Any]
+Decoder = Callable[[decode.Message, "IngestSetup"], Any]
 Writer = Callable[[psycopg.Connection, Sequence[Accepted]], WriteOutcome]
 
 

@@ -50,7 +50,7 @@ def monitor():
 
 def test_metrics_count_what_happened_to_each_message(config, db, monitor):
     port = monitor.serve("127.0.0.1", 0)
-    collector = Collector(config, db, metrics=monitor.collector).start()
+    collector = Collector(config.for_ingest(), db, metrics=monitor.collector).start()
     monitor.add_check("collector", lambda: monitor.collector.health(30))
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
     try:
@@ -95,7 +95,7 @@ def test_health_turns_unhealthy_when_acknowledgements_stop(config, db, monitor):
     proxied.open()
     http = monitor.serve("127.0.0.1", 0)
     monitor.add_check("collector", lambda: monitor.collector.health(1.5))
-    collector = Collector(config, proxied, metrics=monitor.collector).start()
+    collector = Collector(config.for_ingest(), proxied, metrics=monitor.collector).start()
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
     try:
         proxy.cut()

@@ -76,6 +76,6 @@ def backend(request) -> BackendConfig:
 
 @pytest.fixture
 def collector(config, db):
-    c = Collector(config, db).start()
+    c = Collector(config.for_ingest(), db).start()
     yield c
     c.stop(5)

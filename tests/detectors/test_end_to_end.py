@@ -52,7 +52,7 @@ def test_drone_pass_finds_the_stalls_at_their_merchants(trained, db, registry, c
             return sum(frames_repo.status_counts(conn).values()) == len(flight.frames)
 
     wait_until(all_queued)
-    make_worker(config, db).run(threading.Event(), until_empty=True)
+    make_worker(config.for_detectors(), db).run(threading.Event(), until_empty=True)
 
     with db.connection() as conn:
         assert frames_repo.status_counts(conn)["done"] == len(flight.frames)
@@ -82,7 +82,7 @@ def test_cone_camera_sees_a_worker_without_helmet_at_its_permit(trained, db, reg
             return sum(frames_repo.status_counts(conn).values()) == len(frames)
 
     wait_until(all_queued)
-    make_worker(config, db).run(threading.Event(), until_empty=True)
+    make_worker(config.for_detectors(), db).run(threading.Event(), until_empty=True)
     with db.connection() as conn:
         found = frames_repo.detections(conn)
     assert {d.detection.subject_id for d in found} == {"P-003"}

@@ -87,14 +87,15 @@ def limited(config):
 @pytest.mark.parametrize(("name", "kind", "payload", "reason"), BAD, ids=[b[0] for b in BAD])
 def test_bad_frames_are_rejected_with_their_reason(limited, name, kind, payload, reason):
     with pytest.raises(Rejected) as exc:
-        decode_frame(message(kind, payload), limited)
+        decode_frame(message(kind, payload), limited.for_ingest())
     assert exc.value.reason == reason, exc.value.detail
     assert exc.value.detail or reason == "bad_envelope"
 
 
 @pytest.mark.parametrize(("kind", "has_pose"), [("drone_frame", True), ("cone_frame", False)])
 def test_good_frame_decodes_with_pose_and_quality(config, kind, has_pose):
-    got = decode_frame(message(kind, envelope.encode(HEADER | {"mission_id": "M1"}, GOOD)), config)
+    got = decode_frame(message(kind, envelope.encode(HEADER | {"mission_id": "M1"}, GOOD)),
+                       config.for_ingest())
     f = got.frame
     assert (f.sha256, f.ts, f.width, f.height, f.bytes) == (sha256_of(GOOD), NOW, 640, 480, len(GOOD))
     assert (f.pose is not None) is has_pose
@@ -160,7 +161,8 @@ def test_unfit_frames_are_queued_and_marked_with_the_reason(config, registry, na
 
     (f,) = street_pass(registry, "ST-004", stalls=1, seed=1, max_frames=1).frames
     image = cv2.imencode(".jpg", change(f.rendered.image), [cv2.IMWRITE_JPEG_QUALITY, 90])[1]
-    got = decode_frame(message("drone_frame", envelope.encode(f.header, image.tobytes())), config)
+    got = decode_frame(message("drone_frame", envelope.encode(f.header, image.tobytes())),
+                       config.for_ingest())
     assert got.frame.fit_as_evidence is fit
     if reason is None:
         assert got.frame.unfit_reason is None

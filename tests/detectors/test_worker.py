@@ -44,7 +44,7 @@ def enqueue(config, db, kind: str, device: str, header: dict, jpeg: bytes):
     """Put a frame through the intake decoder into the evidence store and the queue."""
     msg = Message(f"x/{kind}", envelope.encode(header, jpeg), datetime.now(UTC),
                   Address(kind, device))
-    item = decode_frame(msg, config)
+    item = decode_frame(msg, config.for_ingest())
     EvidenceStore(config.evidence_dir).put(item.image)
     with db.connection() as conn:
         frames_repo.insert_frames(conn, [item.frame])
@@ -54,7 +54,7 @@ def enqueue(config, db, kind: str, device: str, header: dict, jpeg: bytes):
 
 def decoded(msg: Message):
     """The frame row the intake would queue for this message (default configuration)."""
-    return decode_frame(msg, config_mod.load(env={})).frame
+    return decode_frame(msg, config_mod.load(env={}).for_ingest()).frame
 
 
 def test_truth_boxes_locate_at_their_merchants(registry):
@@ -109,7 +109,7 @@ def test_worker_detects_each_frame_once_and_fails_corrupted_evidence(plumbing, d
     os.chmod(store.path(victim), 0o644)
     store.path(victim).write_bytes(flight.frames[3].jpeg)
 
-    worker = make_worker(config, db)
+    worker = make_worker(config.for_detectors(), db)
     worker.run(threading.Event(), until_empty=True)
 
     reference = create_detector(config.detectors.backend)
@@ -165,7 +165,7 @@ def test_worker_killed_mid_batch_loses_nothing_and_detects_nothing_twice(plumbin
 
     # A second worker hands the dead worker's claims back once they are stale, then finishes.
     config.detectors.stale_after_s = 0.5
-    survivor = make_worker(config, db)
+    survivor = make_worker(config.for_detectors(), db)
     wait_until(lambda: survivor.recover() or None, timeout=30)
     survivor.run(threading.Event(), until_empty=True)
 
@@ -191,12 +191,12 @@ def test_worker_claim_lost_to_recovery_is_not_written(plumbing, db, registry):
     config = plumbing
     (f,) = street_pass(registry, "ST-004", stalls=1, seed=2, max_frames=1).frames
     enqueue(config, db, "drone_frame", "UAV-01", f.header, f.jpeg)
-    slow = make_worker(config, db, name="slow")
+    slow = make_worker(config.for_detectors(), db, name="slow")
     with db.connection() as conn:
         (claimed,) = frames_repo.claim(conn, "slow", 1)
         conn.execute("UPDATE frames SET claimed_at = now() - interval '1 hour'")
         conn.commit()
-    fast: Worker = make_worker(config, db, name="fast")
+    fast: Worker = make_worker(config.for_detectors(), db, name="fast")
     fast.run(threading.Event(), until_empty=True)
     with db.connection() as conn:
         n = len(frames_repo.detections(conn))
@@ -215,7 +215,7 @@ def test_start_workers_share_the_queue(plumbing, db, registry):
     for f in flight.frames:
         enqueue(config, db, "drone_frame", "UAV-01", f.header, f.jpeg)
     stop = threading.Event()
-    threads = start_workers(config, db, stop, n=2)
+    threads = start_workers(config.for_detectors(), db, stop, n=2)
     try:
         def finished():
             with db.connection() as conn:

@@ -42,7 +42,7 @@ def publish_dust(config, hours: float, pm10: float) -> datetime:
 @pytest.mark.slow
 def test_dust_exceedance_sends_a_drone_and_its_frames_join_the_case(config, db, vehicles, flight_cfg):
     config.detectors.backend.weights = str(DEFAULT_ONNX)
-    collector = Collector(config, db).start()
+    collector = Collector(config.for_ingest(), db).start()
     try:
         publish_dust(config, 2.5, 260.0)
         wait_until(lambda: _count(db, "readings") >= 150)
@@ -82,7 +82,7 @@ def test_dust_exceedance_sends_a_drone_and_its_frames_join_the_case(config, db, 
         assert sortie.status == "landed", sortie.reason
         assert sim.frames_taken == ctx.cfg.orbit_points
         wait_until(lambda: _count(db, "frames") >= sim.frames_taken, timeout=60)
-        make_worker(config, db).run(threading.Event(), until_empty=True)
+        make_worker(config.for_detectors(), db).run(threading.Event(), until_empty=True)
         dispatcher.step()  # attaches the sortie's frames to the case
     finally:
         collector.stop(5)

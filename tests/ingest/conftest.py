@@ -47,7 +47,7 @@ def collectors():
     started: list[Collector] = []
 
     def start(config: AppConfig, db, **kw) -> Collector:
-        c = Collector(config, db, **kw).start()
+        c = Collector(config.for_ingest(), db, **kw).start()
         started.append(c)
         return c
 

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(
 def secured(config):
     """The private broker (accounts from the registry), and the config pointing at it."""
     config.mqtt.url = None
-    handle = ensure_broker(config)
+    handle = ensure_broker(config.for_ingest())
     yield handle, handle.apply(config)
     handle.close()
 
@@ -75,7 +75,7 @@ def test_device_cannot_publish_for_another_device(secured, db, caplog, capsys):
     reading right after goes through. Nothing logged anywhere shows a password."""
     caplog.set_level(logging.DEBUG)
     handle, cfg = secured
-    collector = Collector(cfg, db).start()
+    collector = Collector(cfg.for_ingest(), db).start()
     prefix = cfg.mqtt.topic_prefix
     now = datetime.now(UTC).replace(microsecond=0)
     try:
@@ -116,7 +116,7 @@ def test_stolen_collector_client_id_cannot_take_the_session(secured, db):
     clean start, while 300 readings flow: the broker names every client by its username,
     so the collector is never thrown off and every reading is stored."""
     handle, cfg = secured
-    collector = Collector(cfg, db).start()
+    collector = Collector(cfg.for_ingest(), db).start()
     prefix = cfg.mqtt.topic_prefix
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
     try:
@@ -149,11 +149,11 @@ def test_private_accounts_follow_the_registry(tmp_path):
 
 def test_accounts_are_generated_once_and_kept_private(config, tmp_path):
     config.mqtt.url = None
-    with ensure_broker(config) as first:
+    with ensure_broker(config.for_ingest()) as first:
         pass
     path = config.data_path / "mosquitto" / "accounts.json"
     assert oct(path.stat().st_mode & 0o777) == "0o600"
-    with ensure_broker(config) as second:  # the same accounts, not new ones
+    with ensure_broker(config.for_ingest()) as second:  # the same accounts, not new ones
         assert mqtturl.parse(second.url).password == mqtturl.parse(first.url).password
     accounts = json.loads(path.read_text())
     assert accounts[PUBLISHER]["role"] == "publisher"

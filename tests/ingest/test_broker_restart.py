@@ -95,12 +95,12 @@ def test_broker_restart_mid_stream_loses_nothing_and_duplicates_nothing(
     cfg.ingest.batch_size = 100
     first, second = readings(0, 6000), readings(6000, 3000)
     assert {partition_of(s.split("/")[1], 2) for s, _ in first} == {0, 1}
-    collectors = [Collector(cfg, db, partition=(i, 2)).start() for i in range(2)]
+    collectors = [Collector(cfg.for_ingest(), db, partition=(i, 2)).start() for i in range(2)]
     try:
         for c in collectors:  # sessions and subscriptions exist; the messages wait in them
             c.stop(5)
         publish(cfg.mqtt.url, cfg.mqtt.topic_prefix, first)
-        collectors = [Collector(cfg, db, partition=(i, 2)).start() for i in range(2)]
+        collectors = [Collector(cfg.for_ingest(), db, partition=(i, 2)).start() for i in range(2)]
 
         def stored() -> int:
             with db.connection() as conn:

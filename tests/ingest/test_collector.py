@@ -125,12 +125,12 @@ def test_a_message_is_acknowledged_only_after_commit(ingest_config, db, private_
     cfg = private_broker.apply(ingest_config)
     some = [m for m in violations_messages if m.expected == "valid"][:300]
     broken = Database("postgresql://postgres@127.0.0.1:1/nowhere", min_size=1, max_size=1)
-    stuck = Collector(cfg, broken).start()
+    stuck = Collector(cfg.for_ingest(), broken).start()
     publish(cfg.mqtt.url, cfg.mqtt.topic_prefix, some)
     assert wait_until(lambda: stuck.stats().received == 300)
     stats = stuck.stop(1)
     assert stats.acked == 0 and stats.stored == 0
-    healthy = Collector(cfg, db).start()
+    healthy = Collector(cfg.for_ingest(), db).start()
     try:
         assert wait_until(lambda: count(db) == 300)
     finally:

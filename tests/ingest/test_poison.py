@@ -130,7 +130,7 @@ TOPIC = {"drone_frame": "drone/{}/frame", "cone_frame": "cone/{}/frame",
 def decode(kind: str, payload: bytes, config: AppConfig):
     msg = Message(f"x/{kind}", payload, NOW, Address(kind, DEVICE[kind]))
     if kind.endswith("frame"):
-        return frames.decode_frame(msg, config)
+        return frames.decode_frame(msg, config.for_ingest())
     if kind == "fume":
         return decode_reading(FUME, msg, config.ingest)
     return decode_telemetry(msg, config.ingest)
@@ -289,7 +289,7 @@ def test_a_writer_that_dies_stops_the_collector_loudly(ingest_config, db, privat
         if boom.is_set():
             raise RuntimeError("observer failed")
 
-    first = Collector(cfg, db, on_commit=observer).start()
+    first = Collector(cfg.for_ingest(), db, on_commit=observer).start()
     try:
         publish_all(cfg, [good_reading(i) for i in range(100)])
         assert wait_until(lambda: first.stats().acked == 100, 30)
@@ -301,7 +301,7 @@ def test_a_writer_that_dies_stops_the_collector_loudly(ingest_config, db, privat
         started = time.monotonic()
         first.stop(5)
         assert time.monotonic() - started < 15
-    second = Collector(cfg, db).start()
+    second = Collector(cfg.for_ingest(), db).start()
     try:
         with db.connection() as conn:
             assert wait_until(lambda: store.count_rows(conn, "readings") == 500, 30)

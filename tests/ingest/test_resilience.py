@@ -93,7 +93,7 @@ def test_database_outage_loses_nothing(ingest_config, db, private_broker, violat
     proxied.pool.timeout = 1.0  # shorter than the outage: the collector must see errors
     proxied.open()
     valid = [m for m in violations_messages if m.expected == "valid"][:3000]
-    collector = Collector(cfg, proxied).start()
+    collector = Collector(cfg.for_ingest(), proxied).start()
     try:
         thread, done = _publisher(cfg, valid, rate=1000)
         assert wait_until(lambda: count(db) >= 600, 30)
@@ -123,7 +123,7 @@ def test_broker_restart_resumes_the_session(ingest_config, db, tmp_path, violati
     cfg = broker.apply(ingest_config)
     cfg.mqtt.reconnect_max_s = 1.0
     valid = [m for m in violations_messages if m.expected == "valid"][:2000]
-    collector = Collector(cfg, db).start()
+    collector = Collector(cfg.for_ingest(), db).start()
     try:
         publish(cfg.mqtt.url, cfg.mqtt.topic_prefix, valid[:1000])
         assert wait_until(lambda: count(db) == 1000, 30)
@@ -148,7 +148,7 @@ def test_embedded_broker_fallback_carries_readings(ingest_config, db, violations
             "mqtt": ingest_config.mqtt.model_copy(update={"url": None})}))
         assert (cfg.mqtt.protocol, cfg.mqtt.shared_group) == ("3.1.1", None)
         valid = [m for m in violations_messages if m.expected == "valid"][:300]
-        collector = Collector(cfg, db).start()
+        collector = Collector(cfg.for_ingest(), db).start()
         try:
             publish(cfg.mqtt.url, cfg.mqtt.topic_prefix, valid)  # falls back to 3.1.1
             assert wait_until(lambda: count(db) == 300, 30)
