@@ -151,7 +151,7 @@ def test_processes_starting_at_once_all_start_and_change_each_policy_once(config
 
 
 def _run_jobs_in_background(conn, relations: list[str], procs: list[str],
-                            timeout_s: float = 60.0) -> dict:
+                            timeout_s: float = 240.0) -> dict:
     """Ask the scheduler to run the `procs` policy jobs of `relations` now (test databases
     come with them paused); wait until each has finished a run started after the request;
     {(relation, proc): last run status}."""
