@@ -52,4 +52,4 @@ def render_scene(scene: AerialScene | ConeScene, seed: int) -> Rendered:
                              world_seed=scene.world_seed, look=scene.look)
     return render_cone(scene.objects, width=scene.pose.width, height=scene.pose.height, seed=seed,
                        pose=scene.pose, road_half_width_m=scene.road_half_width_m,
-                       world_seed=scene.world_seed, look=scene.look)
+                       world_seed=scene.world_seed, look=scene.look, clutter=scene.clutter)

@@ -25,6 +25,7 @@ from simulators.scenes.catalogue import (
     _place,
 )
 from simulators.scenes.photo import Look, _finish
+from simulators.scenes.randomise import Clutter, _draw_distractor, blend_backdrop, random_clutter
 from simulators.scenes.raster import _SCALE, _SHIFT, _blob, _c, _jitter, _Raster, _texture
 
 
@@ -37,6 +38,7 @@ class ConeScene:
     road_half_width_m: float = 5.0
     world_seed: int = 0
     look: Look = field(default_factory=Look)
+    clutter: Clutter | None = None  # backdrop and unlabelled distractors (training sets)
 
 
 # ---------------------------------------------------------------------------------------
@@ -62,30 +64,59 @@ def _upright_frame(pose: CameraPose, obj: SceneObject, height_m: float):
     return base[0], top[0], pose.focal_px / z[0]
 
 
+_CONE_COLOURS = ((0, 80, 240), (0, 60, 225), (10, 40, 200), (0, 110, 250), (40, 220, 190))
+_CONE_COLOUR_P = (0.45, 0.2, 0.15, 0.12, 0.08)  # orange, deep orange, red, amber, lime
+
+
 def _cone_upright(img, pose, obj, rng):
-    h = HEIGHT_M["cone_upright"] * rng.uniform(0.9, 1.1)
+    """A traffic cone: tapered body in one of the usual colours, 0-3 reflective bands,
+    shaded like a lit cylinder, on a square base plate; sizes from 45 to 90 cm."""
+    scale = float(rng.uniform(0.65, 1.3))
+    h = HEIGHT_M["cone_upright"] * scale
     fr = _upright_frame(pose, obj, h)
     if fr is None:
         return None
     (bx, by), (tx, ty), s = fr
-    base_w, top_w = 0.38 * s, 0.06 * s
-    orange = _jitter(rng, (0, 80, 240), 15)
-    _fill(img, np.array([[bx - base_w * 0.75, by], [bx + base_w * 0.75, by],
-                         [bx + base_w * 0.75, by - 0.05 * s], [bx - base_w * 0.75, by - 0.05 * s]]),
-          (30, 30, 30) if rng.random() < 0.5 else orange)
-    body = np.array([[bx - base_w / 2, by - 0.05 * s], [bx + base_w / 2, by - 0.05 * s],
+    base_w = float(rng.uniform(0.30, 0.42)) * s * math.sqrt(scale)
+    top_w = float(rng.uniform(0.04, 0.09)) * s
+    plate_h = float(rng.uniform(0.03, 0.07)) * s
+    plate_w = base_w * float(rng.uniform(1.2, 1.6)) / 2
+    body_col = np.asarray(_jitter(rng, _CONE_COLOURS[int(rng.choice(5, p=_CONE_COLOUR_P))], 14), float)
+    plate_col = rng.choice([(30, 30, 30), (55, 55, 60), tuple(body_col * 0.8)])
+    _fill(img, np.array([[bx - plate_w, by], [bx + plate_w, by],
+                         [bx + plate_w, by - plate_h], [bx - plate_w, by - plate_h]]), plate_col)
+    body = np.array([[bx - base_w / 2, by - plate_h], [bx + base_w / 2, by - plate_h],
                      [tx + top_w / 2, ty], [tx - top_w / 2, ty]])
-    _fill(img, body, orange)
-    for f0, f1 in ((0.35, 0.48), (0.6, 0.7)):
-        y0, y1 = by + (ty - by) * f0, by + (ty - by) * f1
+    _fill(img, body, body_col)
+    n_bands = int(rng.choice(4, p=(0.1, 0.35, 0.4, 0.15)))
+    band_col = _jitter(rng, (235, 235, 235) if rng.random() < 0.8 else (190, 195, 200), 12)
+    starts = np.sort(rng.uniform(0.2, 0.8, n_bands))
+    for f0 in starts:
+        f1 = min(0.95, f0 + float(rng.uniform(0.07, 0.15)))
+        y0, y1 = by - plate_h + (ty - by + plate_h) * f0, by - plate_h + (ty - by + plate_h) * f1
         w0 = base_w / 2 + (top_w / 2 - base_w / 2) * f0
         w1 = base_w / 2 + (top_w / 2 - base_w / 2) * f1
-        _fill(img, np.array([[bx - w0, y0], [bx + w0, y0], [bx + w1, y1], [bx - w1, y1]]),
-              (235, 235, 235))
-    _fill(img, np.array([[bx, by - 0.05 * s], [bx + base_w / 2, by - 0.05 * s], [tx + top_w / 2, ty],
-                         [tx, ty]]), _c(np.asarray(orange) * 0.8))
-    xs = [bx - base_w * 0.75, bx + base_w * 0.75]
-    return min(xs), ty, max(xs), by
+        _fill(img, np.array([[bx - w0, y0], [bx + w0, y0], [bx + w1, y1], [bx - w1, y1]]), band_col)
+    # shading: the side away from the light darker, a soft highlight on the lit side
+    side = 1 if rng.random() < 0.5 else -1
+    dark = float(rng.uniform(0.55, 0.9))
+    shade = np.array([[bx, by - plate_h], [bx + side * base_w / 2, by - plate_h],
+                      [tx + side * top_w / 2, ty], [tx, ty]])
+    x0, y0 = np.floor(shade.min(axis=0)).astype(int) - 1
+    x1, y1 = np.ceil(shade.max(axis=0)).astype(int) + 2
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, img.shape[1]), min(y1, img.shape[0])
+    if x1 > x0 and y1 > y0:
+        mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        _fill(mask, shade - [x0, y0], 255)
+        sub = img[y0:y1, x0:x1].astype(np.float32)
+        m = mask[..., None].astype(np.float32) / 255.0
+        img[y0:y1, x0:x1] = (sub * (1 - m * (1 - dark))).astype(np.uint8)
+    if rng.random() < 0.6:
+        hx = bx - side * base_w * 0.2
+        _fill(img, np.array([[hx - base_w * 0.05, by - plate_h], [hx + base_w * 0.05, by - plate_h],
+                             [tx - side * top_w * 0.15, ty], [tx - side * top_w * 0.3, ty]]),
+              _c(np.minimum(body_col * 1.25 + 25, 255)))
+    return bx - plate_w, ty, bx + plate_w, by
 
 
 def _cone_fallen(img, pose, obj, rng):
@@ -360,7 +391,8 @@ def _draw_road_ground(pose: CameraPose, road_half: float, rng: np.random.Generat
 def render_cone(objects: Sequence[SceneObject], *, width: int = 1280, height: int = 720, seed: int,
                 pose: CameraPose | None = None, road_half_width_m: float = 5.0,
                 world_seed: int | None = None, look: Look | None = None,
-                distractors: bool = True, min_visible: float = 0.5, min_box_px: float = 3.0,
+                distractors: bool = True, clutter: Clutter | None = None,
+                min_visible: float = 0.5, min_box_px: float = 3.0,
                 max_occluded: float = 0.6) -> Rendered:
     """Render a cone camera's view of road works.
 
@@ -378,8 +410,12 @@ def render_cone(objects: Sequence[SceneObject], *, width: int = 1280, height: in
                           pose.gimbal_pitch_deg, pose.hfov_deg, width, height)
     look = look if look is not None else Look.random(rng, harsh=0.5)
     img = _draw_road_ground(pose, road_half_width_m, rng, world_seed)
+    if clutter is not None:
+        img = blend_backdrop(img, pose, clutter)
 
-    items = [(i, o) for i, o in enumerate(objects)]
+    items: list = [(i, o) for i, o in enumerate(objects)]
+    if clutter is not None:
+        items += [(-2, d) for d in clutter.distractors]
     if distractors:
         for _ in range(int(rng.integers(0, 3))):
             lane = rng.uniform(-road_half_width_m * 0.8, road_half_width_m * 0.8)
@@ -394,7 +430,10 @@ def render_cone(objects: Sequence[SceneObject], *, width: int = 1280, height: in
     drawn: list[tuple[int, SceneObject, tuple | None, int]] = []
     for idx, obj in items:
         before = img.copy()
-        if idx < 0:
+        if idx == -2:
+            _draw_distractor(img, pose, obj, np.random.default_rng([seed & 0xFFFFFFFF, len(drawn), 98]))
+            box = (0, 0, width, height)  # so what it hides of farther objects is counted
+        elif idx < 0:
             box = _car_side(img, pose, obj, np.random.default_rng([seed & 0xFFFFFFFF, len(drawn), 99]))
         else:
             drawer = _CONE_DRAWERS.get(obj.cls)
@@ -436,18 +475,48 @@ def render_cone(objects: Sequence[SceneObject], *, width: int = 1280, height: in
     return Rendered(img, boxes)
 
 
-def random_cone_scene(rng: np.random.Generator, *, width: int = 640,
-                      height: int = 480) -> ConeScene:
+CONE_STYLES = ("pole", "handheld")
+
+
+def random_cone_scene(rng: np.random.Generator, *, width: int = 640, height: int = 480,
+                      style: str = "pole", clutter: bool = False,
+                      empty: bool = False) -> ConeScene:
     """A random road-works scene: a work area on the road fenced and coned off, with
-    cones (some fallen), workers with and without helmets, maybe an excavator."""
-    cam_h = float(rng.uniform(2.5, 6.0))
-    pitch = float(rng.uniform(-30.0, -8.0))
-    hfov = float(rng.uniform(55.0, 90.0))
-    heading = float(rng.normal(0, 6))
+    cones (some fallen), workers with and without helmets, maybe an excavator.
+
+    `style` "pole" is the cone camera (2.5-6 m pole, pitch -8 to -30 deg); "handheld" is
+    a photograph taken on foot (0.4-2 m, looking nearly level) or from a low drone
+    (3-15 m, pitch -25 to -70 deg), with the work area close. `clutter` adds a random
+    backdrop and unlabelled look-alike distractors; `empty` leaves the labelled objects
+    out (a hard negative: road, signs, foliage, barrels, nothing to find).
+    """
+    if style not in CONE_STYLES:
+        raise SceneError(f"style must be one of {CONE_STYLES}, got {style!r}")
+    if style == "pole":
+        cam_h = float(rng.uniform(2.5, 6.0))
+        pitch = float(rng.uniform(-30.0, -8.0))
+        hfov = float(rng.uniform(55.0, 90.0))
+        heading = float(rng.normal(0, 6))
+    elif rng.random() < 0.7:  # on foot
+        cam_h = float(rng.uniform(0.4, 2.0))
+        pitch = float(rng.uniform(-28.0, -1.0))
+        hfov = float(rng.uniform(40.0, 80.0))
+        heading = float(rng.normal(0, 12))
+    else:  # a low drone
+        cam_h = float(rng.uniform(3.0, 15.0))
+        pitch = float(rng.uniform(-70.0, -25.0))
+        hfov = float(rng.uniform(55.0, 85.0))
+        heading = float(rng.normal(0, 10))
     pose = CameraPose(0.0, 0.0, cam_h, heading, pitch, hfov, width, height)
     road_half = float(rng.uniform(3.5, 8.0))
-    near = float(rng.uniform(4.0, 14.0))
-    depth = float(rng.uniform(8.0, 30.0))
+    if style == "pole":
+        near = float(rng.uniform(4.0, 14.0))
+        depth = float(rng.uniform(8.0, 30.0))
+    else:
+        # what the camera sees first: close to its feet when it looks down
+        ground_near = cam_h / math.tan(math.radians(min(80.0, -pitch + hfov * height / width / 2)))
+        near = float(ground_near + rng.uniform(0.5, 4.0))
+        depth = float(rng.uniform(3.0, 15.0))
     left = float(rng.uniform(-road_half, 0.0))
     right = float(min(road_half, left + rng.uniform(2.5, 8.0)))
     objects: list[SceneObject] = []
@@ -479,7 +548,7 @@ def random_cone_scene(rng: np.random.Generator, *, width: int = 640,
     # fencing: along the left side and/or across the far end
     if rng.random() < 0.75:
         n0 = near + rng.uniform(0, 3)
-        flen = float(rng.uniform(4, min(12, depth)))
+        flen = float(rng.uniform(min(4.0, depth * 0.8), min(12.0, depth)))
         put(SceneObject("fence", float(left + 0.3), float(n0 + flen / 2), 0.0, flen), margin=0.0)
     if rng.random() < 0.5:
         flen = float(max(2.0, right - left - 0.5))
@@ -499,4 +568,11 @@ def random_cone_scene(rng: np.random.Generator, *, width: int = 640,
         cls = "cone_fallen" if rng.random() < 0.4 else "cone_upright"
         put(SceneObject(cls, float(rng.uniform(-road_half, road_half)), float(rng.uniform(4, 30)),
                         float(rng.uniform(0, 360))))
-    return ConeScene(tuple(objects), pose, road_half, int(rng.integers(0, 2**31)), Look.random(rng))
+    world_seed = int(rng.integers(0, 2**31))
+    look = Look.random(rng)
+    extra = None
+    if clutter:
+        extra = random_clutter(rng, road_half, near=max(1.0, near - 2.0), far=near + depth + 25.0)
+    if empty:
+        objects = []
+    return ConeScene(tuple(objects), pose, road_half, world_seed, look, extra)
