@@ -19,6 +19,10 @@ N_VAL=${5:-300}
 WORKERS=${6:-16}
 START=${7:-detectors/models/citywatch-default.pt}
 N_HELDOUT=${N_HELDOUT:-500}
+SEED=${SEED:-1}
+AERIAL=${AERIAL:-}  # share of drone views; empty: the recipe's 0.4
+LR0=${LR0:-0.002}
+EVAL=${EVAL:-1}
 IMGSZ=${IMGSZ:-640}
 BATCH=${BATCH:-64}
 WORK=${CITYWATCH_TRAIN_WORK:-${TMPDIR:-/tmp}/citywatch-train}
@@ -32,18 +36,21 @@ say() { echo "[$(( $(date +%s) - t0 )) s] $*" >&2; }
 
 say "rendering"
 python3 -m detectors.training dataset --out "$WORK/data" --train "$N_TRAIN" --val "$N_VAL" \
-    --seed 1 --randomise --width 640 --height 480 --min-box-px 5 --workers "$WORKERS" >/dev/null
-python3 -m detectors.training dataset --out "$WORK/heldout" --test "$N_HELDOUT" --seed 777 \
+    --seed "$SEED" --randomise ${AERIAL:+--aerial-fraction "$AERIAL"} --width 640 --height 480 \
     --min-box-px 5 --workers "$WORKERS" >/dev/null
-python3 -m detectors.training dataset --out "$WORK/heldout-rand" --test "$N_HELDOUT" --seed 778 \
-    --randomise --width 640 --height 480 --min-box-px 5 --workers "$WORKERS" >/dev/null
+if [ "$EVAL" = 1 ]; then
+    python3 -m detectors.training dataset --out "$WORK/heldout" --test "$N_HELDOUT" --seed 777 \
+        --min-box-px 5 --workers "$WORKERS" >/dev/null
+    python3 -m detectors.training dataset --out "$WORK/heldout-rand" --test "$N_HELDOUT" --seed 778 \
+        --randomise --width 640 --height 480 --min-box-px 5 --workers "$WORKERS" >/dev/null
+fi
 cp "$WORK/data/data.yaml" "$OUT/data.yaml"
 
 say "training"
 status=0
 timeout -k 30 -s INT "$HARD_STOP_S" python3 -m detectors.training train --data "$WORK/data/data.yaml" \
     --out "$WORK/run" --model "$WORK/start.pt" --time "$TIME_H" --epochs 300 --imgsz "$IMGSZ" \
-    --batch "$BATCH" --device "$DEVICE" --workers "$WORKERS" --seed 0 --lr0 0.002 \
+    --batch "$BATCH" --device "$DEVICE" --workers "$WORKERS" --seed 0 --lr0 "$LR0" \
     --optimizer AdamW --warmup-epochs 1 --cache >"$OUT/train.json" || status=$?
 say "training exit status: $status"
 
@@ -54,7 +61,7 @@ python3 -c "import sys; from detectors.training import strip_weights; strip_weig
 cp "$WORK/run/results.csv" "$OUT/results.csv" 2>/dev/null || true
 
 say "evaluating"
-for set in heldout heldout-rand; do
+[ "$EVAL" = 1 ] && for set in heldout heldout-rand; do
     python3 -m detectors.training eval "$WORK/start.pt" "$OUT/citywatch-default.pt" \
         --data "$WORK/$set/data.yaml" --split test --imgsz "$IMGSZ" --device "$DEVICE" \
         --report "$OUT/eval-$set" >/dev/null

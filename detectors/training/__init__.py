@@ -28,6 +28,14 @@ from detectors.training.evaluate import (
     evaluate,
     write_reports,
 )
+from detectors.training.finetune import (
+    BeforeAfter,
+    ClassMap,
+    FineTuneReport,
+    finetune,
+    load_class_map,
+    remap_dataset,
+)
 from detectors.training.run import (
     TrainResult,
     TrainSettings,
@@ -38,6 +46,7 @@ from detectors.training.run import (
 )
 
 __all__ = [
+    "BeforeAfter", "ClassMap", "FineTuneReport", "finetune", "load_class_map", "remap_dataset",
     "DEFAULT_IMGSZ", "DEFAULT_ONNX", "DEFAULT_PT", "MODELS_DIR", "SPLITS", "ClassMetrics",
     "DatasetSpec", "EvalReport", "FalsePositives", "TrainResult", "TrainSettings",
     "TrainingError", "Transfer", "check_dataset", "evaluate", "export_onnx", "render_dataset",

@@ -15,9 +15,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from detectors.offline import MissingExtra
-from detectors.training.common import DEFAULT_IMGSZ, TrainingError, stdout_to_stderr
+from detectors.training.common import DEFAULT_IMGSZ, DEFAULT_PT, TrainingError, stdout_to_stderr
 from detectors.training.dataset import DatasetSpec, render_dataset
 from detectors.training.evaluate import evaluate, write_reports
+from detectors.training.finetune import finetune
 from detectors.training.run import TrainSettings, export_onnx, train
 
 
@@ -29,8 +30,8 @@ def add_arguments(sub) -> None:
     p.add_argument("--val", type=int, default=0, help="validation images")
     p.add_argument("--test", type=int, default=0, help="held-out test images")
     p.add_argument("--seed", type=int, required=True, help="base seed of every image")
-    p.add_argument("--aerial-fraction", type=float, default=0.6,
-                   help="share of drone views (without --randomise)")
+    p.add_argument("--aerial-fraction", type=float, default=None,
+                   help="share of drone views (default 0.6; 0.4 with --randomise)")
     p.add_argument("--randomise", action="store_true",
                    help="the domain-randomised mix the default model is trained on")
     p.add_argument("--width", type=int, default=512)
@@ -58,6 +59,27 @@ def add_arguments(sub) -> None:
     p.add_argument("--warmup-epochs", type=float, default=3.0)
     p.add_argument("--cache", action="store_true", help="hold decoded images in RAM")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("finetune", help="fine-tune the default model on a city's labelled frames")
+    p.add_argument("--data", required=True, help="data.yaml of the city's YOLO-format dataset")
+    p.add_argument("--class-map", required=True,
+                   help="YAML mapping each of the city's class names to a citywatch class or null")
+    p.add_argument("--out", required=True, help="folder for the run, the remapped data, the report")
+    p.add_argument("--model", default=str(DEFAULT_PT), help=".pt weights to start from")
+    p.add_argument("--replay", type=int, default=500,
+                   help="rendered images mixed into training (keeps the classes the city lacks)")
+    p.add_argument("--freeze", type=int, default=10,
+                   help="keep the first N layers fixed (10: YOLOv8n's backbone; 0: none)")
+    p.add_argument("--heldout", type=int, default=200, help="rendered held-out images for the report")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--time", type=float, default=None, help="stop after this many hours")
+    p.add_argument("--imgsz", type=int, default=DEFAULT_IMGSZ)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--workers", type=int, default=8)
+    p.add_argument("--lr0", type=float, default=0.001)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_finetune)
 
     p = sub.add_parser("export", help="export .pt weights to ONNX")
     p.add_argument("weights", help=".pt weights")
@@ -93,6 +115,15 @@ def _cmd_train(args) -> tuple[int, str]:
                              args.cache, freeze=args.freeze, warmup_epochs=args.warmup_epochs)
     result = train(args.data, args.out, settings)
     return 0, json.dumps(asdict(result), indent=2, default=str)
+
+
+def _cmd_finetune(args) -> tuple[int, str]:
+    settings = TrainSettings(args.model, args.epochs, args.time, args.imgsz, args.batch,
+                             str(args.device), args.workers, args.seed, "AdamW", args.lr0,
+                             freeze=args.freeze, warmup_epochs=1.0)
+    report = finetune(args.data, args.class_map, args.out, settings=settings, replay=args.replay,
+                      heldout=args.heldout)
+    return 0, json.dumps(asdict(report), indent=2, default=str, ensure_ascii=False)
 
 
 def _cmd_export(args) -> tuple[int, str]:

@@ -34,7 +34,7 @@ class DatasetSpec:
 
     counts: dict[str, int]
     seed: int
-    aerial_fraction: float = 0.6
+    aerial_fraction: float | None = None  # share of drone views; None: 0.6, randomised 0.4
     width: int = 512
     height: int = 384
     min_box_px: float = 4.0
@@ -55,10 +55,13 @@ def _scene_for(spec: DatasetSpec, rng: np.random.Generator):
     from simulators import scenes
 
     if not spec.randomise:
-        aerial = rng.random() < spec.aerial_fraction
+        aerial = rng.random() < (0.6 if spec.aerial_fraction is None else spec.aerial_fraction)
         make = scenes.random_aerial_scene if aerial else scenes.random_cone_scene
         return make(rng, width=spec.width, height=spec.height), False
     kinds, shares = zip(*RANDOMISED_MIX, strict=True)
+    if spec.aerial_fraction is not None:  # the other kinds keep their proportions
+        rest = 1.0 - shares[0]
+        shares = (spec.aerial_fraction, *(s * (1.0 - spec.aerial_fraction) / rest for s in shares[1:]))
     kind = kinds[int(rng.choice(len(kinds), p=np.asarray(shares) / sum(shares)))]
     if kind == "aerial":
         return scenes.random_aerial_scene(rng, width=spec.width, height=spec.height), rng.random() < 0.3

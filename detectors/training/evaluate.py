@@ -114,7 +114,8 @@ def split_images(data_yaml: Path, split: str) -> tuple[list[Path], dict[int, str
     return images, names
 
 
-def _label_path(image: Path) -> Path:
+def label_path(image: Path) -> Path:
+    """The YOLO label file of an image: the last images/ folder of its path becomes labels/."""
     parts = list(image.parts)
     k = len(parts) - 1 - parts[::-1].index("images")
     parts[k] = "labels"
@@ -129,7 +130,7 @@ def false_positives(model, images: list[Path], data_names: dict[int, str], *, im
     model_names = model.names
     present: list[set[str]] = []
     for img in images:
-        lbl = _label_path(img)
+        lbl = label_path(img)
         ids = {int(line.split()[0]) for line in lbl.read_text(encoding="utf-8").splitlines()
                if line.strip()} if lbl.exists() else set()
         present.append({data_names.get(i, str(i)) for i in ids})

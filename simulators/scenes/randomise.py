@@ -290,13 +290,23 @@ def random_clutter(rng: np.random.Generator, road_half: float, *, near: float = 
 # after rendering: lens, light and sensor (boxes follow the geometry)
 
 
+def _zoom(w: int, h: int, k1: float) -> float:
+    """Scale that keeps barrel distortion from sampling outside the image (corners stay
+    corners), so nothing is mirrored in at the edges; 1 for pincushion."""
+    if k1 <= 0:
+        return 1.0
+    norm = max(w, h) / 2
+    return 1 + k1 * ((w / 2 / norm) ** 2 + (h / 2 / norm) ** 2)
+
+
 def _distort_points(xy: np.ndarray, w: int, h: int, k1: float) -> np.ndarray:
-    """Where undistorted pixels land under radial distortion r_d = r_u / (1 + k1 r_d^2)."""
+    """Where undistorted pixels land: the inverse of the sampling map of `lens_distort`
+    (a source point u comes from the output point d with u = d (1 + k1 |d|^2) / zoom)."""
     c = np.array([w / 2, h / 2])
     norm = max(w, h) / 2
-    u = (xy - c) / norm
+    u = (xy - c) / norm * _zoom(w, h, k1)
     d = u.copy()
-    for _ in range(8):  # fixed point: d = u / (1 + k1 |d|^2)
+    for _ in range(20):  # fixed point: d = u / (1 + k1 |d|^2)
         d = u / (1 + k1 * (d ** 2).sum(axis=1, keepdims=True))
     return d * norm + c
 
@@ -306,12 +316,13 @@ def lens_distort(img: np.ndarray, boxes: list[TruthBox], k1: float) -> tuple[np.
     distorted outlines."""
     h, w = img.shape[:2]
     norm = max(w, h) / 2
+    zoom = _zoom(w, h, k1)
     xs, ys = np.meshgrid(np.arange(w, dtype=np.float32) + 0.5, np.arange(h, dtype=np.float32) + 0.5)
     dx, dy = (xs - w / 2) / norm, (ys - h / 2) / norm
-    f = 1 + k1 * (dx * dx + dy * dy)
+    f = (1 + k1 * (dx * dx + dy * dy)) / zoom
     map_x = (dx * f * norm + w / 2 - 0.5).astype(np.float32)
     map_y = (dy * f * norm + h / 2 - 0.5).astype(np.float32)
-    out = cv2.remap(img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    out = cv2.remap(img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     new = []
     t = np.linspace(0, 1, 9)
     for b in boxes:

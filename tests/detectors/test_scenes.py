@@ -219,3 +219,68 @@ def test_streets_from_the_registry_render_in_local_metres():
     centre = img[112:117, 100:220].astype(int)
     assert centre.mean() < 120
     assert np.ptp(centre.mean(axis=(0, 1))) < 30
+
+
+# ---------------------------------------------------------------------------------------
+# domain randomisation (training sets only)
+
+
+@pytest.mark.parametrize(
+    "style, clutter, empty",
+    [("handheld", True, False), ("handheld", False, False), ("pole", True, False),
+     ("pole", True, True), ("handheld", True, True)],
+)
+@pytest.mark.parametrize("seed", [3, 4])
+def test_randomised_cone_scenes_are_deterministic_and_labelled_inside(style, clutter, empty, seed):
+    make = lambda: S.random_cone_scene(np.random.default_rng(seed), width=320, height=240,  # noqa: E731
+                                       style=style, clutter=clutter, empty=empty)
+    scene = make()
+    assert scene == make()
+    assert (scene.clutter is not None) is clutter
+    a, b = S.render_scene(scene, seed=seed), S.render_scene(scene, seed=seed)
+    assert np.array_equal(a.image, b.image) and a.boxes == b.boxes
+    if empty:
+        assert scene.objects == () and a.boxes == []  # a hard negative: nothing to find
+    for box in a.boxes:
+        assert 0 <= box.x1 < box.x2 <= 320 and 0 <= box.y1 < box.y2 <= 240
+        assert box.cls in S.CONE_CLASSES
+
+
+def test_handheld_views_are_low_and_close():
+    poses = [S.random_cone_scene(np.random.default_rng(s), style="handheld").pose for s in range(40)]
+    assert min(p.alt_m for p in poses) < 1.0 and max(p.alt_m for p in poses) > 3.0
+    assert any(p.alt_m < 2.0 and p.gimbal_pitch_deg > -10 for p in poses)  # nearly level, on foot
+    with pytest.raises(S.SceneError, match="style must be one of"):
+        S.random_cone_scene(np.random.default_rng(0), style="satellite")
+
+
+def test_distractors_hide_what_stands_behind_them():
+    """An unlabelled barrel between the camera and a cone hides it: no truth box left."""
+    from simulators.scenes.randomise import Clutter, Distractor
+
+    pose = S.CameraPose(0.0, 0.0, 1.2, 0.0, -5.0, 60.0, 640, 480)
+    cone = [S.SceneObject("cone_upright", 0.0, 8.0)]
+    clear = S.render_cone(cone, width=640, height=480, seed=2, pose=pose, distractors=False)
+    hidden = S.render_cone(cone, width=640, height=480, seed=2, pose=pose, distractors=False,
+                           clutter=Clutter((Distractor("barrel", 0.0, 4.0, 1.3),)))
+    assert len(clear.boxes) == 1 and hidden.boxes == []
+
+
+@pytest.mark.parametrize("k1", [-0.1, 0.2])
+def test_lens_distortion_moves_boxes_with_the_image(k1):
+    from simulators.scenes.randomise import _distort_points, lens_distort
+
+    img = np.zeros((240, 320, 3), np.uint8)
+    img[150:190, 250:290] = 255  # a white square off-centre
+    box = S.TruthBox("cone_upright", 250.0, 150.0, 290.0, 190.0, 0.0, 0.0, 0)
+    out, (moved,) = lens_distort(img, [box], k1)
+    ys, xs = np.nonzero(out[..., 0] > 127)
+    # the box is refitted to where the square's pixels went (to a pixel or so)
+    assert abs(xs.min() - moved.x1) <= 1.5 and abs(xs.max() + 1 - moved.x2) <= 1.5
+    assert abs(ys.min() - moved.y1) <= 1.5 and abs(ys.max() + 1 - moved.y2) <= 1.5
+    # the centre stays put, and corners stay corners: nothing outside the image (no
+    # unlabelled mirrored copy of an object) is pulled in at the edges
+    fixed = _distort_points(np.array([[160.0, 120.0], [0.0, 0.0], [320.0, 240.0]]), 320, 240, k1)
+    assert fixed[0] == pytest.approx([160, 120])
+    if k1 > 0:
+        assert fixed[1:] == pytest.approx(np.array([[0, 0], [320, 240]]), abs=0.5)
