@@ -54,6 +54,23 @@ def test_dataset_is_reproducible_from_its_seed(tiny_dataset: Path, tmp_path: Pat
                for p in (tiny_dataset.parent / "labels" / "val").glob("*.txt"))
 
 
+def test_randomised_dataset_mixes_views_negatives_and_portraits(tmp_path: Path):
+    spec = training.DatasetSpec({"train": 40}, seed=8, width=192, height=144, min_box_px=2,
+                                randomise=True)
+    data = training.render_dataset(tmp_path, spec, workers=2)
+    doc = yaml.safe_load(data.read_text())
+    assert doc["citywatch"]["spec"]["randomise"] is True
+    import cv2
+
+    shapes = {cv2.imread(str(p)).shape[:2] for p in (tmp_path / "images" / "train").glob("*.jpg")}
+    assert shapes == {(144, 192), (192, 144)}  # landscape, and phones held upright
+    labels = [p.read_text() for p in (tmp_path / "labels" / "train").glob("*.txt")]
+    assert any(not t for t in labels)  # empty roads: nothing to find
+    ids = {int(line.split()[0]) for t in labels for line in t.splitlines()}
+    assert CLASSES.index("cone_upright") in ids and ids & set(range(8))  # ground and aerial
+    assert training.check_dataset(data) == {"train": 40, "val": 40}
+
+
 def test_held_out_only_dataset_points_train_and_val_at_test(tmp_path: Path):
     spec = training.DatasetSpec({"test": 2}, seed=TEST_SEED, width=192, height=160)
     doc = yaml.safe_load(training.render_dataset(tmp_path, spec, workers=1).read_text())
@@ -301,3 +318,16 @@ def test_eval_prints_json_only_and_counts_false_positives(tiny_dataset: Path, tm
         assert 0 <= f["images_hit"] <= f["images_without"] <= 4
         assert f["boxes"] >= f["images_hit"]
 
+
+
+def test_the_run_time_detector_does_not_import_training():
+    """Workers load weights; rendering, training and evaluation stay out of their process."""
+    import subprocess
+    import sys
+
+    code = ("import sys, detectors.worker, detectors.yolo; "
+            "print(sorted(m for m in sys.modules if m.startswith(('detectors.training', 'simulators'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
