@@ -1,5 +1,8 @@
+"""`python -m detectors.training`: the same sub-commands as `citywatch model`."""
+
 import sys
 
 from detectors.training.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())
