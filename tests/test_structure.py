@@ -20,9 +20,9 @@ ALLOWED = {
     "ingest": {"domain", "storage", "detectors"},  # frames: the quality gate of detectors/
     "detectors": {"domain", "storage", "simulators"},  # training renders scenes
     "rules": {"domain", "storage"},
-    "simulators": {"domain", "ingest", "storage"},
-    "flights": {"domain", "storage", "ingest", "simulators", "rules"},
-    "review": {"domain", "storage", "rules", "flights", "ingest"},
+    "simulators": {"domain", "ingest"},  # the wire format
+    "flights": {"domain", "storage"},
+    "review": {"domain", "storage", "rules"},
 }
 
 
