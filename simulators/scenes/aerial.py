@@ -250,17 +250,30 @@ def _soil_outline(obj, rng):
     return _blob(rng, length * 1.05, width * 1.05, 18, 0.22)
 
 
-def _top_bare_soil(r, obj, rng):
+def _soil_patch(r, obj, rng, colours, jitter):
+    """The common start of a soil heap: its outline on the ground, filled in a jittered
+    colour; (raster window, mask of the heap, ground outline, colour), or None with the
+    outline when the heap lies outside the image."""
     g = lambda uv: _local_to_ground(obj, uv)  # noqa: E731
     shape = _soil_outline(obj, rng)
-    col = _jitter(rng, rng.choice([(60, 100, 150), (50, 85, 125), (75, 115, 160), (45, 70, 110)]), 10)
+    col = _jitter(rng, rng.choice(colours), jitter)
     win = r.window(g(shape))
     if win is None:
-        return g(shape)
+        return None, g(shape)
     r = r.sub(win)
     mask = np.zeros((r.h, r.w), np.uint8)
     cv2.fillPoly(mask, [r.cv(g(shape))], 255, cv2.LINE_AA, _SHIFT)
     r.poly(g(shape), col)
+    return (r, mask, col), g(shape)
+
+
+def _top_bare_soil(r, obj, rng):
+    g = lambda uv: _local_to_ground(obj, uv)  # noqa: E731
+    patch, outline = _soil_patch(r, obj, rng, [(60, 100, 150), (50, 85, 125), (75, 115, 160),
+                                               (45, 70, 110)], 10)
+    if patch is None:
+        return outline
+    r, mask, col = patch
     _texture(rng, r.img, mask, 14.0, grain=2)
     length, width = obj.size
     for _ in range(int(rng.integers(2, 6))):  # tyre tracks
@@ -272,20 +285,16 @@ def _top_bare_soil(r, obj, rng):
     for _ in range(int(rng.integers(10, 40))):  # clods and stones
         c = np.array([rng.uniform(-0.45, 0.45) * length, rng.uniform(-0.45, 0.45) * width])
         r.circle(g(c)[0], rng.uniform(0.1, 0.4), _c(np.asarray(col) * rng.uniform(0.7, 1.25)))
-    return g(shape)
+    return outline
 
 
 def _top_covered_soil(r, obj, rng):
     g = lambda uv: _local_to_ground(obj, uv)  # noqa: E731
-    shape = _soil_outline(obj, rng)
-    col = _jitter(rng, rng.choice([(50, 120, 40), (60, 140, 70), (40, 95, 35), (80, 150, 60)]), 12)
-    win = r.window(g(shape))
-    if win is None:
-        return g(shape)
-    r = r.sub(win)
-    mask = np.zeros((r.h, r.w), np.uint8)
-    cv2.fillPoly(mask, [r.cv(g(shape))], 255, cv2.LINE_AA, _SHIFT)
-    r.poly(g(shape), col)
+    patch, outline = _soil_patch(r, obj, rng, [(50, 120, 40), (60, 140, 70), (40, 95, 35),
+                                               (80, 150, 60)], 12)
+    if patch is None:
+        return outline
+    r, mask, col = patch
     length, width = obj.size
     step = rng.uniform(0.5, 1.2)  # mesh weave, visible when close
     grid = np.zeros_like(mask)
@@ -304,7 +313,7 @@ def _top_covered_soil(r, obj, rng):
     for _ in range(int(rng.integers(0, 4))):  # a few stones weigh the mesh down
         c = np.array([rng.uniform(-0.4, 0.4) * length, rng.uniform(-0.4, 0.4) * width])
         r.circle(g(c)[0], rng.uniform(0.15, 0.35), (140, 140, 140))
-    return g(shape)
+    return outline
 
 
 def _top_truck(r, obj, rng, covered: bool):
