@@ -682,15 +682,3 @@ def _event_ts(record: Any) -> datetime | None:
     if ts is None and hasattr(record, "frame"):
         ts = record.frame.ts
     return ts
-
-
-def run_collector(config: IngestSetup, db: Database, stop_event: threading.Event, *,
-                  client_id: str | None = None) -> CollectorStats:
-    """Run one collector until stop_event is set (the long-running service's entry point);
-    return its final counters."""
-    collector = Collector(config, db, client_id=client_id).start()
-    try:
-        stop_event.wait()
-    finally:
-        stats = collector.stop()
-    return stats
