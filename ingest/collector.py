@@ -661,18 +661,18 @@ class Collector:
             store.insert_dead_letters(conn, letters)
         committed_at = datetime.now(UTC)
         now_mono = time.monotonic()
+        event_ts = [ts for ts in map(_event_ts, records) if ts is not None]
+        received_mono = [item.received_mono for item in batch]
         with self._lock:
             c = self._counts
             c.stored += stored
             c.duplicates += duplicates
             c.batches += 1
             c.dead_letters.update(d.reason for d in letters)
-            c.latencies.extend(now_mono - item.received_mono for item in batch)
-            c.event_latencies.extend((committed_at - ts).total_seconds()
-                                     for ts in map(_event_ts, records) if ts is not None)
+            c.latencies.extend(now_mono - t for t in received_mono)
+            c.event_latencies.extend((committed_at - ts).total_seconds() for ts in event_ts)
         self.metrics.batch_committed(stored, duplicates, [d.reason for d in letters],
-                                     [_event_ts(r) for r in records],
-                                     [item.received_mono for item in batch], now_mono)
+                                     event_ts, received_mono, now_mono)
         return Committed(tuple(records), len(letters), committed_at, now_mono)
 
 
@@ -682,15 +682,3 @@ def _event_ts(record: Any) -> datetime | None:
     if ts is None and hasattr(record, "frame"):
         ts = record.frame.ts
     return ts
-
-
-def run_collector(config: IngestSetup, db: Database, stop_event: threading.Event, *,
-                  client_id: str | None = None) -> CollectorStats:
-    """Run one collector until stop_event is set (the long-running service's entry point);
-    return its final counters."""
-    collector = Collector(config, db, client_id=client_id).start()
-    try:
-        stop_event.wait()
-    finally:
-        stats = collector.stop()
-    return stats

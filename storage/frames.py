@@ -304,8 +304,13 @@ def detections(conn: psycopg.Connection, *, frame_sha256: str | None = None,
         " model_name, model_version, weights_sha256 FROM detections"
         + (" WHERE " + " AND ".join(where) if where else "")
         + " ORDER BY frame_ts, frame_sha256, det_index", params).fetchall()
-    return [StoredDetection(r[0], r[1], r[2], r[3], r[4], Detection(*r[5:16]), r[16],
-                            ModelInfo(*r[17:20])) for r in rows]
+    return [_detection_from_row(r) for r in rows]
+
+
+def _detection_from_row(r: Sequence) -> StoredDetection:
+    """A StoredDetection from a row of DETECTION_COLUMNS."""
+    return StoredDetection(r[0], r[1], r[2], r[3], r[4], Detection(*r[5:16]), r[16],
+                           ModelInfo(*r[17:20]))
 
 
 def _time_bound(frames: dict[str, datetime | None], column: str) -> tuple[str, list]:
@@ -343,6 +348,5 @@ def detections_of_frames(conn: psycopg.Connection, frames: dict[str, datetime | 
     for r in conn.execute(
             f"SELECT {', '.join(DETECTION_COLUMNS)} FROM detections WHERE frame_sha256 = ANY(%s)"
             + bound + " ORDER BY frame_sha256, frame_ts, det_index", [list(frames), *params]):
-        out[r[0]].append(StoredDetection(r[0], r[1], r[2], r[3], r[4], Detection(*r[5:16]),
-                                         r[16], ModelInfo(*r[17:20])))
+        out[r[0]].append(_detection_from_row(r))
     return out
