@@ -275,9 +275,10 @@ class Collector:
         self._subscribe(client, self._filters)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
-        failed = [rc for rc in reason_codes if rc.is_failure]
-        if failed:
-            log.error("subscription %s refused: %s", self.subscription, failed)
+        refused = [rc for rc in reason_codes if rc.is_failure]
+        if refused:
+            # without its subscription the collector would sit connected and receive nothing
+            self._fail(f"subscription {self.subscription} refused by the broker: {refused}")
             return
         with self._lock:
             self._suback_pending -= 1
