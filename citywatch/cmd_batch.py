@@ -80,9 +80,10 @@ def run(args: argparse.Namespace) -> int:
             f"({summary.new_sources} new), {p.get('sampled', 0)} frames sampled, "
             f"{p.get('detected', 0)} detected, {summary.cases.get('created', 0)} new cases, "
             f"{summary.wall_s:.1f} s"
-            + "".join(f"\n  refused: {r}" for r in summary.refused))
+            + "".join(f"\n  refused: {r}" for r in summary.refused)
+            + "".join(f"\n  failed: {f}" for f in summary.failed))
     emit(summary.as_dict(), args.json, text)
-    return 0 if summary.status == "done" and not summary.refused else (
+    return 0 if summary.status == "done" and not summary.refused and not summary.failed else (
         130 if summary.status == "interrupted" else 1)
 
 
