@@ -15,7 +15,6 @@ reported with every round and the 1-minute load average before and after.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -25,6 +24,7 @@ import time
 import cv2
 import numpy as np
 
+from bench import publish
 from detectors.backends.onnxrt import OnnxRuntimeConfig
 from detectors.backends.yolo import UltralyticsConfig
 from detectors.base import BackendConfig, create_detector
@@ -96,12 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         "per_round": {name: [[round(v, 2) for v in r] for r in rs]
                       for name, rs in rounds.items()},
     }
-    text = json.dumps(result, indent=2)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
-    print(text)
-    return 0
+    return publish(result, args.json)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ ratio of the two sides, and what one hour of this footage costs at that rate.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import psycopg
 
+from bench import publish
 from citywatch import app
 from citywatch import batch as batch_run
 from citywatch import config as config_mod
@@ -149,10 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                  "citywatch_s_per_footage_hour": round(best_c / index.duration_s * 3600),
                  "ultralytics_s_per_footage_hour": round(best_u / index.duration_s * 3600)},
     }
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    return 0
+    return publish(result, args.json)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import multiprocessing
 import os
@@ -43,6 +42,7 @@ import cv2
 import numpy as np
 import psycopg
 
+from bench import publish
 from citywatch import app
 from citywatch import config as config_mod
 from detectors.backends.onnxrt import OnnxRuntimeConfig
@@ -261,10 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         "first_frame_done_s_median": round(statistics.median(FIRST_DONE_S), 2),
         "latency_ms": lat,
     }
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    return 0
+    return publish(result, args.json)
 
 
 if __name__ == "__main__":

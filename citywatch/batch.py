@@ -40,9 +40,15 @@ class RunSummary:
     wall_s: float = 0.0
     status: str = "running"
 
+    @property
+    def failed(self) -> list[str]:
+        """The files taken in but not readable at all (recorded as failed sources)."""
+        return [f"{r.spec.path}: {r.error}" for r in self.registered if r.error]
+
     def as_dict(self) -> dict:
         return {"run_id": self.run_id, "status": self.status, "sources": self.sources,
                 "new_sources": self.new_sources, "refused": self.refused,
+                "failed": self.failed,
                 "progress": self.progress, "cases": self.cases, "wall_s": round(self.wall_s, 2)}
 
 

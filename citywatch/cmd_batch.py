@@ -67,22 +67,20 @@ def run(args: argparse.Namespace) -> int:
     from citywatch import batch
 
     cfg = _config(args)
-    db = app.open_database(cfg, name="citywatch-batch")
-    try:
+    with app.open_database(cfg, name="citywatch-batch") as db:
         summary = batch.run(cfg, db, args.sources, drone=args.drone, camera=args.camera,
                             start=args.start, sample_fps=args.fps, samplers=args.samplers,
                             workers=args.workers, stop=stop_on_signals(),
                             evaluate_rules=not args.no_rules)
-    finally:
-        db.close()
     p = summary.progress
     text = (f"run {summary.run_id} {summary.status}: {summary.sources} files "
             f"({summary.new_sources} new), {p.get('sampled', 0)} frames sampled, "
             f"{p.get('detected', 0)} detected, {summary.cases.get('created', 0)} new cases, "
             f"{summary.wall_s:.1f} s"
-            + "".join(f"\n  refused: {r}" for r in summary.refused))
+            + "".join(f"\n  refused: {r}" for r in summary.refused)
+            + "".join(f"\n  failed: {f}" for f in summary.failed))
     emit(summary.as_dict(), args.json, text)
-    return 0 if summary.status == "done" and not summary.refused else (
+    return 0 if summary.status == "done" and not summary.refused and not summary.failed else (
         130 if summary.status == "interrupted" else 1)
 
 
@@ -92,11 +90,8 @@ def schedule(args: argparse.Namespace) -> int:
     cfg = _config(args)
     if args.workers is not None:
         cfg.detectors = cfg.detectors.model_copy(update={"workers": args.workers})
-    db = app.open_database(cfg, name="citywatch-batch")
-    try:
+    with app.open_database(cfg, name="citywatch-batch") as db:
         batch.schedule(cfg, db, stop_on_signals(), once=args.once)
-    finally:
-        db.close()
     return 0
 
 
@@ -109,11 +104,8 @@ def report(args: argparse.Namespace) -> int:
     night = args.night or night_report.last_night(datetime.now(UTC), ZoneInfo(tz))
     out = Path(args.out) if args.out else cfg.resolve(cfg.batch.report_dir)
     out.mkdir(parents=True, exist_ok=True)
-    db = app.open_database(cfg, name="citywatch-batch")
-    try:
+    with app.open_database(cfg, name="citywatch-batch") as db:
         r = night_report.build(db, night, tz)
-    finally:
-        db.close()
     store = EvidenceStore(cfg.evidence_dir)
     written = [night_report.write_html(r, store, out)]
     if not args.no_pdf:
@@ -128,12 +120,8 @@ def status(args: argparse.Namespace) -> int:
     from storage import batch as batch_repo
 
     cfg = load_config(args)
-    db = app.open_database(cfg, name="citywatch-batch")
-    try:
-        with db.connection() as conn:
-            runs = batch_repo.recent_runs(conn, args.limit)
-    finally:
-        db.close()
+    with app.open_database(cfg, name="citywatch-batch") as db, db.connection() as conn:
+        runs = batch_repo.recent_runs(conn, args.limit)
     lines = [f"run {r['run_id']:>5} {r['status']:<11} started {r['started_at']:%Y-%m-%d %H:%M} "
              f"by {r['started_by']}: {r['progress']['sources']} files, "
              f"{r['progress']['sampled']}/{r['progress']['samples']} sampled, "

@@ -69,10 +69,8 @@ def db_migrate(args: argparse.Namespace) -> int:
 
 def db_status(args: argparse.Namespace) -> int:
     cfg = load_config(args)
-    db = app.open_database(cfg, migrate=False)
-    with db.connection() as conn:
+    with app.open_database(cfg, migrate=False) as db, db.connection() as conn:
         states = migrations.status(conn)
-    db.close()
     rows = [{"version": s.version, "name": s.name, "applied_at": s.applied_at,
              "checksum_ok": s.checksum_ok} for s in states]
     text = "\n".join(
@@ -84,10 +82,8 @@ def db_status(args: argparse.Namespace) -> int:
 
 def db_stats_cmd(args: argparse.Namespace) -> int:
     cfg = load_config(args)
-    db = app.open_database(cfg)
-    with db.connection() as conn:
+    with app.open_database(cfg) as db, db.connection() as conn:
         s = db_stats.collect(conn)
-    db.close()
     lines = [f"{t:<20} {n:>12,}" for t, n in s["tables"].items()]
     if s["dead_letters_by_reason"]:
         lines.append("dead letters by reason:")

@@ -74,10 +74,8 @@ def frames_status(args: argparse.Namespace) -> int:
     from storage import frames as frames_repo
 
     cfg = load_config(args)
-    db = app.open_database(cfg)
-    with db.connection() as conn:
+    with app.open_database(cfg) as db, db.connection() as conn:
         counts = frames_repo.status_counts(conn)
-    db.close()
     emit(counts, args.json, "\n".join(f"{k:<12} {v:>10,}" for k, v in counts.items()))
     return 0
 

@@ -251,9 +251,11 @@ def run_demo(config: AppConfig, seconds: float = 300.0) -> dict:
         deadline = time.monotonic() + seconds
         while True:
             drained, left = _progress(f"draining (at most {seconds:.0f} s)", pipeline)
-            if drained or time.monotonic() >= deadline:
+            if drained or time.monotonic() >= deadline or pipeline.collector.failed.is_set():
                 break
             time.sleep(min(PROGRESS_EVERY_S, max(0.0, deadline - time.monotonic())))
+        if pipeline.collector.failed.is_set():  # what it held is not stored: say so, exit 1
+            errors.append(f"collector: {pipeline.collector.failure}")
         collector = pipeline.collector.stop()
         pipeline.collector = None
         stop.set()

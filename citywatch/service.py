@@ -216,15 +216,3 @@ def run(config: AppConfig, stages: tuple[str, ...] = STAGES, with_web: bool = Fa
     log.info("citywatch stopped")
     return 1 if pipeline.failures else 0
 
-
-def wait_for(predicate, timeout: float, stop: threading.Event | None = None,
-             poll: float = 0.25) -> bool:
-    """Poll `predicate` until it holds or `timeout` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        if stop is not None and stop.is_set():
-            return False
-        time.sleep(poll)
-    return predicate()

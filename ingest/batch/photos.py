@@ -41,8 +41,13 @@ class PhotoMeta:
 def _degrees(dms, ref) -> float | None:
     if not dms:
         return None
-    d, m, s = (float(v) for v in dms)
+    try:
+        d, m, s = (float(v) for v in dms)
+    except (TypeError, ValueError):
+        raise PhotoError(f"GPS position {dms!r} is not degrees, minutes, seconds") from None
     value = d + m / 60 + s / 3600
+    if not math.isfinite(value):
+        raise PhotoError(f"GPS position {dms!r} is not a number")
     return -value if ref in ("S", "W", b"S", b"W") else value
 
 

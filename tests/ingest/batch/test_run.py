@@ -176,3 +176,17 @@ def test_unknown_device_and_video_without_srt_are_refused_with_reasons(trained, 
     assert "'NOT-A-DRONE' is not in the registry" in reasons
     assert "no such file or folder" in reasons
     assert summary.sources == 0
+
+
+def test_unreadable_files_are_named_in_the_summary_not_only_logged(trained, db, tmp_path):
+    folder = tmp_path / "UAV-01"
+    folder.mkdir()
+    (folder / "DJI_0001.MP4").write_bytes(bytes(range(256)) * 20)
+    (folder / "DJI_0001.SRT").write_text("1\n00:00:00,000 --> 00:00:00,033\ngarbage\n\n")
+    (folder / "DJI_0002.JPG").write_bytes(b"not a jpeg")
+    summary = batch.run(trained, db, [folder], progress=False, evaluate_rules=False)
+    assert (summary.status, summary.sources, summary.refused) == ("done", 2, [])
+    failed = "\n".join(summary.as_dict()["failed"])
+    assert len(summary.failed) == 2
+    assert "DJI_0001.MP4: " in failed and "not readable as video" in failed
+    assert "DJI_0002.JPG: not a readable JPEG" in failed
