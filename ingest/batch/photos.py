@@ -92,7 +92,10 @@ def read_meta(data: bytes) -> PhotoMeta:
         except ValueError:
             raise PhotoError(f"DateTimeOriginal {stamp!r} is not 'YYYY:MM:DD HH:MM:SS'") from None
     f35 = sub.get(ExifTags.Base.FocalLengthIn35mmFilm)
-    hfov = math.degrees(2 * math.atan(18.0 / float(f35))) if f35 else None
+    try:
+        hfov = math.degrees(2 * math.atan(18.0 / float(f35))) if f35 else None
+    except (TypeError, ValueError):
+        raise PhotoError(f"FocalLengthIn35mmFilm {f35!r} is not a focal length") from None
     xmp = _xmp(data)
 
     def num(*keys: str) -> float | None:

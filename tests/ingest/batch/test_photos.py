@@ -33,3 +33,12 @@ def test_malformed_gps_position_is_a_photo_error(latitude, why):
 def test_well_formed_gps_position_is_read():
     meta = photos.read_meta(_jpeg((30.0, 15.0, 36.0)))
     assert meta.lat == pytest.approx(30.26)
+
+
+def test_a_focal_length_that_is_not_a_number_is_a_photo_error():
+    exif = Image.Exif()
+    exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.FocalLengthIn35mmFilm] = "wide"
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32)).save(buf, "JPEG", exif=exif)
+    with pytest.raises(photos.PhotoError, match="FocalLengthIn35mmFilm"):
+        photos.read_meta(buf.getvalue())
