@@ -152,6 +152,11 @@ def run(config: AppConfig, db: Database, paths: Sequence[str | Path], *,
                 batch_run.Sampler(db, evidence, library, bcfg, config.detectors,
                                   run_id=scope).run(stop)
             stop.wait(0.2)
+    except Exception:
+        # the run does not stay "running" behind a process that is going away
+        with db.connection() as conn:
+            batch_repo.finish_run(conn, run_id, "failed")
+        raise
     finally:
         detect_stop.set()
         for t in worker_threads:
