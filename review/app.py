@@ -384,14 +384,14 @@ def create_app(ctx: ReviewContext) -> FastAPI:
         actor = user.username
         out: dict[str, Any] = {"case_id": case_id, "action": action}
         with ctx.db.connection() as conn:
+            # refused before anything changes: transition() commits each step
+            if (action == "confirm" and _turns_red(conn, c, ctx.rules)
+                    and not allowed(user.role, "cases.second_signature")):
+                raise HTTPException(403, f"confirming case {case_id} turns {c.subject_id}'s "
+                                    "credit code red: a supervisor must sign it")
             if action in ("confirm", "dismiss", "more_evidence") and c.status == "flagged":
                 case_store.transition(conn, case_id, "under_review", actor, reason)
             if action == "confirm":
-                needs_second = _turns_red(conn, c, ctx.rules)
-                if needs_second and not allowed(user.role, "cases.second_signature"):
-                    conn.rollback()
-                    raise HTTPException(403, f"confirming case {case_id} turns {c.subject_id}'s "
-                                        "credit code red: a supervisor must sign it")
                 case_store.transition(conn, case_id, "confirmed", actor, reason)
             elif action == "dismiss":
                 case_store.transition(conn, case_id, "dismissed", actor, reason)

@@ -168,6 +168,8 @@ def test_confirmation_turning_a_code_red_needs_a_supervisor(app, env):
         r = client.post(f"/api/cases/{env.drone_case}/decision", json=body,
                         headers={"X-CSRF-Token": client.cookies.get("cw_csrf")})
         assert r.status_code == 403 and "supervisor" in r.json()["detail"]
+    with env.db.connection() as conn:  # the refused confirmation changed nothing
+        assert case_store.get_case(conn, env.drone_case).case.status == "flagged"
     with TestClient(app) as client:
         login(client, "supervisor")
         r = client.post(f"/api/cases/{env.drone_case}/decision", json=body,
