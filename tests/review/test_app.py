@@ -333,6 +333,8 @@ def test_api_token_reads_without_cookies(app, env):
         assert api.get("/api/cases").status_code == 401
         r = api.get("/api/cases", headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 200 and len(r.json()["cases"]) == 2
+        r = api.get("/api/cockpit", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200 and r.json()["open_by_status"] == {"flagged": 2}
         r = api.post(f"/api/cases/{env.fume_case}/decision", json={"action": "confirm",
                      "reason": "x"}, headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 403  # an operator's token cannot decide
