@@ -446,7 +446,11 @@ def create_app(ctx: ReviewContext) -> FastAPI:
     @app.get("/cases/{case_id}/package.zip", tags=["cases"])
     def package(case_id: int, *, user: Exporter):
         """The evidence package of a case (ZIP with manifest.json)."""
-        data = export_package(ctx, case_id)
+        try:
+            data = export_package(ctx, case_id)
+        except StorageError as exc:  # an evidence file missing or altered on disk
+            log.error("%s", exc)
+            raise HTTPException(500, f"cannot export case {case_id}: {exc}") from None
         return Response(data, media_type="application/zip", headers={
             "Content-Disposition": f'attachment; filename="case-{case_id}.zip"'})
 

@@ -261,6 +261,9 @@ def test_evidence_served_verified_and_immutable(app, env):
         path.write_bytes(path.read_bytes()[:-1] + b"\x00")
         r = client.get(f"/evidence/{env.frames[1]}")
         assert r.status_code == 500 and "altered" in r.json()["detail"]
+        login(client, "officer")
+        r = client.get(f"/cases/{env.drone_case}/package.zip")
+        assert r.status_code == 500 and "cannot export" in r.text, r.text[:300]
 
 
 def test_case_page_shows_boxes_chart_devices_and_gate(app, env):
