@@ -250,7 +250,7 @@ def create_app(ctx: ReviewContext) -> FastAPI:
                   *, user: CaseViewer):
         """One page of the queue; `next` is the cursor of the following page."""
         rows, nxt, _ = queue(status, rule, area, evidence, since, until, sort, after)
-        return {"cases": [_case_json(c) for c in rows], "next": nxt}
+        return {"cases": [c.as_dict() for c in rows], "next": nxt}
 
     @app.get("/cases", response_class=HTMLResponse, include_in_schema=False)
     def cases_page(request: Request, status: str = "", rule: str = "", area: str = "",
@@ -334,7 +334,7 @@ def create_app(ctx: ReviewContext) -> FastAPI:
     def api_case(case_id: int, *, user: CaseViewer):
         """A case with its evidence, detections, devices, party answers and audit history."""
         d = case_data(case_id)
-        return _case_json(d["case"]) | {
+        return d["case"].as_dict() | {
             "frames": [{"sha256": f["sha256"], "meta": f["meta"], "detections": [
                 _detection_json(d) for d in f["detections"]], "url": f"/evidence/{f['sha256']}",
                 "annotated_url": f"/evidence/{f['sha256']}/annotated"} for f in d["frames"]],
@@ -529,7 +529,7 @@ def create_app(ctx: ReviewContext) -> FastAPI:
                 "devices": [{"device_id": x[0], "kind": x[1], "certificate_no": x[3],
                              "certified_until": x[5], "calibration_due": x[7],
                              "status": x[8], "problems_today": x[9]} for x in d["devices"]],
-                "cases": [_case_json(c) for c in d["cases"]]}
+                "cases": [c.as_dict() for c in d["cases"]]}
 
     @app.get("/subjects/{subject_id}", response_class=HTMLResponse, include_in_schema=False)
     def subject_page(request: Request, subject_id: str, *, user: CaseViewer):
@@ -767,15 +767,6 @@ def _day(text: str, tz: ZoneInfo, plus_days: int = 0) -> datetime | None:
     return datetime(d.year, d.month, d.day, tzinfo=tz) + timedelta(days=plus_days)
 
 
-def _case_json(c: case_store.Case) -> dict[str, Any]:
-    return {"case_id": c.case_id, "rule_id": c.rule_id, "rule_version": c.rule_version,
-            "subject_id": c.subject_id, "area_id": c.area_id, "episode_start": c.episode_start,
-            "episode_end": c.episode_end, "kind": c.kind, "severity": c.severity,
-            "title": c.title, "legal_basis": c.legal_basis, "status": c.status,
-            "evidence_state": c.evidence_state, "evidence_missing": c.evidence_missing,
-            "summary": c.summary, "fused_into": c.fused_into}
-
-
 def export_package(ctx: ReviewContext, case_id: int) -> bytes:
     """The evidence package of one case (see review.package)."""
     with ctx.db.connection() as conn:
@@ -808,14 +799,14 @@ def export_package(ctx: ReviewContext, case_id: int) -> bytes:
         case=c, detail=detail, detections=dets, entries=entries, submissions=subs,
         generated=datetime.now(ctx.tz), tz=ctx.tz)
     return packages.build(
-        _case_json(c) | {"fused": detail.fused,
-                         "transitions": [{"from": t.from_status, "to": t.to_status,
-                                          "actor": t.actor, "reason": t.reason, "at": t.at}
-                                         for t in detail.transitions],
-                         "detections": {sha: [_detection_json(d) for d in ds]
-                                        for sha, ds in dets.items()},
-                         "field_photos": [{"sha256": p.sha256, "note": p.note, "actor": p.actor,
-                                           "added_at": p.added_at} for p in field]},
+        c.as_dict() | {"fused": detail.fused,
+                       "transitions": [{"from": t.from_status, "to": t.to_status,
+                                        "actor": t.actor, "reason": t.reason, "at": t.at}
+                                       for t in detail.transitions],
+                       "detections": {sha: [_detection_json(d) for d in ds]
+                                      for sha, ds in dets.items()},
+                       "field_photos": [{"sha256": p.sha256, "note": p.note, "actor": p.actor,
+                                         "added_at": p.added_at} for p in field]},
         frames, [(e.sha256, e.content) for e in detail.evidence if e.kind == "series"],
         photos, [{"statement": s.statement, "photos": [p["sha256"] for p in s.photos],
                   "submitted_at": s.submitted_at} for s in subs], entries, report)
