@@ -266,10 +266,7 @@ def create_app(ctx: ReviewContext) -> FastAPI:
 
     def case_data(case_id: int) -> dict[str, Any]:
         with ctx.db.connection() as conn:
-            try:
-                detail = case_store.get_case(conn, case_id)
-            except case_store.CaseNotFound:
-                raise HTTPException(404, f"no case {case_id}") from None
+            detail = _case_or_404(conn, case_id)
             c = detail.case
             frames = [e for e in detail.evidence if e.kind == "frame"]
             times = _frame_times(frames)
@@ -713,7 +710,8 @@ def create_app(ctx: ReviewContext) -> FastAPI:
                 raise HTTPException(415, f"photo: {exc}") from None
         finally:
             await form.close()
-        case_data(case_id)  # 404 for an unknown case
+        with ctx.db.connection() as conn:
+            _case_or_404(conn, case_id)
         sha = ctx.stores[suffix].put(data)
         with ctx.db.connection() as conn:
             store.add_field_photo(conn, case_id, sha, media, len(data), note, user.username)
@@ -733,6 +731,13 @@ def _turns_red(conn, c: case_store.Case, policy: RulesConfig) -> bool:
                                                         c.episode_start, None, None)],
                            now, policy.credit).code
     return after == "red" and before != "red"
+
+
+def _case_or_404(conn, case_id: int) -> case_store.CaseDetail:
+    try:
+        return case_store.get_case(conn, case_id)
+    except case_store.CaseNotFound:
+        raise HTTPException(404, f"no case {case_id}") from None
 
 
 def _detection_json(d: frame_store.StoredDetection) -> dict[str, Any]:
@@ -770,10 +775,7 @@ def _day(text: str, tz: ZoneInfo, plus_days: int = 0) -> datetime | None:
 def export_package(ctx: ReviewContext, case_id: int) -> bytes:
     """The evidence package of one case (see review.package)."""
     with ctx.db.connection() as conn:
-        try:
-            detail = case_store.get_case(conn, case_id)
-        except case_store.CaseNotFound:
-            raise HTTPException(404, f"no case {case_id}") from None
+        detail = _case_or_404(conn, case_id)
         c = detail.case
         times = _frame_times([e for e in detail.evidence if e.kind == "frame"])
         shas = list(times)
