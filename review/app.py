@@ -31,6 +31,7 @@ from review.config import WebConfig
 from review.security import (
     CSRF_COOKIE,
     CSRF_FIELD,
+    IMAGE_TYPES,
     CSRFMiddleware,
     UploadRefused,
     allowed,
@@ -57,6 +58,8 @@ from storage.evidence import EvidenceCorrupted, EvidenceMissing, EvidenceStore
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 SESSION_COOKIE = "cw_session"
+_SUFFIX = dict(IMAGE_TYPES.values())  # content type -> evidence store suffix of accepted photos
+_MEDIA = {suffix: media for media, suffix in _SUFFIX.items()}
 
 
 @dataclass
@@ -71,8 +74,7 @@ class ReviewContext:
     registry_dir: Path
 
     def __post_init__(self):
-        self.stores = {".jpg": EvidenceStore(self.evidence_dir, ".jpg"),
-                       ".png": EvidenceStore(self.evidence_dir, ".png")}
+        self.stores = {suffix: EvidenceStore(self.evidence_dir, suffix) for suffix in _MEDIA}
         self.tz = ZoneInfo(self.rules.timezone)
 
 
@@ -458,7 +460,7 @@ def create_app(ctx: ReviewContext) -> FastAPI:
             try:
                 if not st.exists(sha256):
                     continue
-                return st.get(sha256), "image/png" if suffix == ".png" else "image/jpeg"
+                return st.get(sha256), _MEDIA[suffix]
             except ValueError:
                 raise HTTPException(404, "not an evidence hash") from None
             except EvidenceCorrupted as exc:
@@ -790,10 +792,10 @@ def export_package(ctx: ReviewContext, case_id: int) -> bytes:
     photos = []
     for s in subs:
         for p in s.photos:
-            suffix = ".png" if p["content_type"] == "image/png" else ".jpg"
+            suffix = _SUFFIX[p["content_type"]]
             photos.append((p["sha256"], suffix, ctx.stores[suffix].get(p["sha256"])))
     for p in field:
-        suffix = ".png" if p.content_type == "image/png" else ".jpg"
+        suffix = _SUFFIX[p.content_type]
         photos.append((p.sha256, suffix, ctx.stores[suffix].get(p.sha256)))
     env = Environment(loader=FileSystemLoader(HERE / "templates"),
                       autoescape=select_autoescape(["html"]))
