@@ -136,22 +136,13 @@ def rules_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _case_dict(c: case_store.Case) -> dict:
-    return {"case_id": c.case_id, "rule_id": c.rule_id, "rule_version": c.rule_version,
-            "subject_id": c.subject_id, "area_id": c.area_id, "episode_start": c.episode_start,
-            "episode_end": c.episode_end, "kind": c.kind, "severity": c.severity,
-            "title": c.title, "legal_basis": c.legal_basis, "status": c.status,
-            "evidence_state": c.evidence_state, "evidence_missing": c.evidence_missing,
-            "summary": c.summary, "fused_into": c.fused_into}
-
-
 def cases_list(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     tz = ZoneInfo(cfg.rules.timezone)
     with app.open_database(cfg) as db, db.connection() as conn:
         cases = case_store.list_cases(conn, status=args.status, rule_id=args.rule,
                                       subject_id=args.subject, include_fused=args.all)
-    emit([_case_dict(c) for c in cases], args.json, "\n".join(
+    emit([c.as_dict() for c in cases], args.json, "\n".join(
         f"#{c.case_id:<5} {c.rule_id:<28} {c.subject_id:<9} "
         f"{c.episode_start.astimezone(tz):%Y-%m-%d %H:%M}-{c.episode_end.astimezone(tz):%H:%M} "
         f"{c.status:<12} {c.evidence_state}" for c in cases) or "no cases")
@@ -166,7 +157,7 @@ def cases_show(args: argparse.Namespace) -> int:
         except case_store.CaseNotFound as exc:
             print(str(exc), file=sys.stderr)
             return 1
-    data = _case_dict(d.case) | {
+    data = d.case.as_dict() | {
         "evidence": [{"kind": e.kind, "ref": e.ref, "sha256": e.sha256, "meta": e.meta}
                      for e in d.evidence],
         "transitions": [{"from": t.from_status, "to": t.to_status, "actor": t.actor,

@@ -31,6 +31,7 @@ from review.config import WebConfig
 from review.security import (
     CSRF_COOKIE,
     CSRF_FIELD,
+    IMAGE_TYPES,
     CSRFMiddleware,
     UploadRefused,
     allowed,
@@ -57,6 +58,8 @@ from storage.evidence import EvidenceCorrupted, EvidenceMissing, EvidenceStore
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 SESSION_COOKIE = "cw_session"
+_SUFFIX = dict(IMAGE_TYPES.values())  # content type -> evidence store suffix of accepted photos
+_MEDIA = {suffix: media for media, suffix in _SUFFIX.items()}
 
 
 @dataclass
@@ -71,8 +74,7 @@ class ReviewContext:
     registry_dir: Path
 
     def __post_init__(self):
-        self.stores = {".jpg": EvidenceStore(self.evidence_dir, ".jpg"),
-                       ".png": EvidenceStore(self.evidence_dir, ".png")}
+        self.stores = {suffix: EvidenceStore(self.evidence_dir, suffix) for suffix in _MEDIA}
         self.tz = ZoneInfo(self.rules.timezone)
 
 
@@ -250,7 +252,7 @@ def create_app(ctx: ReviewContext) -> FastAPI:
                   *, user: CaseViewer):
         """One page of the queue; `next` is the cursor of the following page."""
         rows, nxt, _ = queue(status, rule, area, evidence, since, until, sort, after)
-        return {"cases": [_case_json(c) for c in rows], "next": nxt}
+        return {"cases": [c.as_dict() for c in rows], "next": nxt}
 
     @app.get("/cases", response_class=HTMLResponse, include_in_schema=False)
     def cases_page(request: Request, status: str = "", rule: str = "", area: str = "",
@@ -266,10 +268,7 @@ def create_app(ctx: ReviewContext) -> FastAPI:
 
     def case_data(case_id: int) -> dict[str, Any]:
         with ctx.db.connection() as conn:
-            try:
-                detail = case_store.get_case(conn, case_id)
-            except case_store.CaseNotFound:
-                raise HTTPException(404, f"no case {case_id}") from None
+            detail = _case_or_404(conn, case_id)
             c = detail.case
             frames = [e for e in detail.evidence if e.kind == "frame"]
             times = _frame_times(frames)
@@ -334,7 +333,7 @@ def create_app(ctx: ReviewContext) -> FastAPI:
     def api_case(case_id: int, *, user: CaseViewer):
         """A case with its evidence, detections, devices, party answers and audit history."""
         d = case_data(case_id)
-        return _case_json(d["case"]) | {
+        return d["case"].as_dict() | {
             "frames": [{"sha256": f["sha256"], "meta": f["meta"], "detections": [
                 _detection_json(d) for d in f["detections"]], "url": f"/evidence/{f['sha256']}",
                 "annotated_url": f"/evidence/{f['sha256']}/annotated"} for f in d["frames"]],
@@ -384,14 +383,14 @@ def create_app(ctx: ReviewContext) -> FastAPI:
         actor = user.username
         out: dict[str, Any] = {"case_id": case_id, "action": action}
         with ctx.db.connection() as conn:
+            # refused before anything changes: transition() commits each step
+            if (action == "confirm" and _turns_red(conn, c, ctx.rules)
+                    and not allowed(user.role, "cases.second_signature")):
+                raise HTTPException(403, f"confirming case {case_id} turns {c.subject_id}'s "
+                                    "credit code red: a supervisor must sign it")
             if action in ("confirm", "dismiss", "more_evidence") and c.status == "flagged":
                 case_store.transition(conn, case_id, "under_review", actor, reason)
             if action == "confirm":
-                needs_second = _turns_red(conn, c, ctx.rules)
-                if needs_second and not allowed(user.role, "cases.second_signature"):
-                    conn.rollback()
-                    raise HTTPException(403, f"confirming case {case_id} turns {c.subject_id}'s "
-                                        "credit code red: a supervisor must sign it")
                 case_store.transition(conn, case_id, "confirmed", actor, reason)
             elif action == "dismiss":
                 case_store.transition(conn, case_id, "dismissed", actor, reason)
@@ -446,7 +445,11 @@ def create_app(ctx: ReviewContext) -> FastAPI:
     @app.get("/cases/{case_id}/package.zip", tags=["cases"])
     def package(case_id: int, *, user: Exporter):
         """The evidence package of a case (ZIP with manifest.json)."""
-        data = export_package(ctx, case_id)
+        try:
+            data = export_package(ctx, case_id)
+        except StorageError as exc:  # an evidence file missing or altered on disk
+            log.error("%s", exc)
+            raise HTTPException(500, f"cannot export case {case_id}: {exc}") from None
         return Response(data, media_type="application/zip", headers={
             "Content-Disposition": f'attachment; filename="case-{case_id}.zip"'})
 
@@ -457,7 +460,7 @@ def create_app(ctx: ReviewContext) -> FastAPI:
             try:
                 if not st.exists(sha256):
                     continue
-                return st.get(sha256), "image/png" if suffix == ".png" else "image/jpeg"
+                return st.get(sha256), _MEDIA[suffix]
             except ValueError:
                 raise HTTPException(404, "not an evidence hash") from None
             except EvidenceCorrupted as exc:
@@ -525,7 +528,7 @@ def create_app(ctx: ReviewContext) -> FastAPI:
                 "devices": [{"device_id": x[0], "kind": x[1], "certificate_no": x[3],
                              "certified_until": x[5], "calibration_due": x[7],
                              "status": x[8], "problems_today": x[9]} for x in d["devices"]],
-                "cases": [_case_json(c) for c in d["cases"]]}
+                "cases": [c.as_dict() for c in d["cases"]]}
 
     @app.get("/subjects/{subject_id}", response_class=HTMLResponse, include_in_schema=False)
     def subject_page(request: Request, subject_id: str, *, user: CaseViewer):
@@ -709,7 +712,8 @@ def create_app(ctx: ReviewContext) -> FastAPI:
                 raise HTTPException(415, f"photo: {exc}") from None
         finally:
             await form.close()
-        case_data(case_id)  # 404 for an unknown case
+        with ctx.db.connection() as conn:
+            _case_or_404(conn, case_id)
         sha = ctx.stores[suffix].put(data)
         with ctx.db.connection() as conn:
             store.add_field_photo(conn, case_id, sha, media, len(data), note, user.username)
@@ -729,6 +733,13 @@ def _turns_red(conn, c: case_store.Case, policy: RulesConfig) -> bool:
                                                         c.episode_start, None, None)],
                            now, policy.credit).code
     return after == "red" and before != "red"
+
+
+def _case_or_404(conn, case_id: int) -> case_store.CaseDetail:
+    try:
+        return case_store.get_case(conn, case_id)
+    except case_store.CaseNotFound:
+        raise HTTPException(404, f"no case {case_id}") from None
 
 
 def _detection_json(d: frame_store.StoredDetection) -> dict[str, Any]:
@@ -763,22 +774,10 @@ def _day(text: str, tz: ZoneInfo, plus_days: int = 0) -> datetime | None:
     return datetime(d.year, d.month, d.day, tzinfo=tz) + timedelta(days=plus_days)
 
 
-def _case_json(c: case_store.Case) -> dict[str, Any]:
-    return {"case_id": c.case_id, "rule_id": c.rule_id, "rule_version": c.rule_version,
-            "subject_id": c.subject_id, "area_id": c.area_id, "episode_start": c.episode_start,
-            "episode_end": c.episode_end, "kind": c.kind, "severity": c.severity,
-            "title": c.title, "legal_basis": c.legal_basis, "status": c.status,
-            "evidence_state": c.evidence_state, "evidence_missing": c.evidence_missing,
-            "summary": c.summary, "fused_into": c.fused_into}
-
-
 def export_package(ctx: ReviewContext, case_id: int) -> bytes:
     """The evidence package of one case (see review.package)."""
     with ctx.db.connection() as conn:
-        try:
-            detail = case_store.get_case(conn, case_id)
-        except case_store.CaseNotFound:
-            raise HTTPException(404, f"no case {case_id}") from None
+        detail = _case_or_404(conn, case_id)
         c = detail.case
         times = _frame_times([e for e in detail.evidence if e.kind == "frame"])
         shas = list(times)
@@ -793,10 +792,10 @@ def export_package(ctx: ReviewContext, case_id: int) -> bytes:
     photos = []
     for s in subs:
         for p in s.photos:
-            suffix = ".png" if p["content_type"] == "image/png" else ".jpg"
+            suffix = _SUFFIX[p["content_type"]]
             photos.append((p["sha256"], suffix, ctx.stores[suffix].get(p["sha256"])))
     for p in field:
-        suffix = ".png" if p.content_type == "image/png" else ".jpg"
+        suffix = _SUFFIX[p.content_type]
         photos.append((p.sha256, suffix, ctx.stores[suffix].get(p.sha256)))
     env = Environment(loader=FileSystemLoader(HERE / "templates"),
                       autoescape=select_autoescape(["html"]))
@@ -804,14 +803,14 @@ def export_package(ctx: ReviewContext, case_id: int) -> bytes:
         case=c, detail=detail, detections=dets, entries=entries, submissions=subs,
         generated=datetime.now(ctx.tz), tz=ctx.tz)
     return packages.build(
-        _case_json(c) | {"fused": detail.fused,
-                         "transitions": [{"from": t.from_status, "to": t.to_status,
-                                          "actor": t.actor, "reason": t.reason, "at": t.at}
-                                         for t in detail.transitions],
-                         "detections": {sha: [_detection_json(d) for d in ds]
-                                        for sha, ds in dets.items()},
-                         "field_photos": [{"sha256": p.sha256, "note": p.note, "actor": p.actor,
-                                           "added_at": p.added_at} for p in field]},
+        c.as_dict() | {"fused": detail.fused,
+                       "transitions": [{"from": t.from_status, "to": t.to_status,
+                                        "actor": t.actor, "reason": t.reason, "at": t.at}
+                                       for t in detail.transitions],
+                       "detections": {sha: [_detection_json(d) for d in ds]
+                                      for sha, ds in dets.items()},
+                       "field_photos": [{"sha256": p.sha256, "note": p.note, "actor": p.actor,
+                                         "added_at": p.added_at} for p in field]},
         frames, [(e.sha256, e.content) for e in detail.evidence if e.kind == "series"],
         photos, [{"statement": s.statement, "photos": [p["sha256"] for p in s.photos],
                   "submitted_at": s.submitted_at} for s in subs], entries, report)

@@ -82,6 +82,17 @@ class Case:
     updated_at: datetime
     area_id: str | None = None
 
+    def as_dict(self) -> dict[str, Any]:
+        """The case as shown to users and written to evidence packages (no bookkeeping times)."""
+        return {"case_id": self.case_id, "rule_id": self.rule_id,
+                "rule_version": self.rule_version, "subject_id": self.subject_id,
+                "area_id": self.area_id, "episode_start": self.episode_start,
+                "episode_end": self.episode_end, "kind": self.kind, "severity": self.severity,
+                "title": self.title, "legal_basis": self.legal_basis, "status": self.status,
+                "evidence_state": self.evidence_state,
+                "evidence_missing": self.evidence_missing, "summary": self.summary,
+                "fused_into": self.fused_into}
+
 
 @dataclass(frozen=True, slots=True)
 class EvidenceItem:

@@ -19,7 +19,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from storage import audit
-from storage.cases import _CASE_COLS, _CASE_FROM, Case
+from storage.cases import _CASE_COLS, _CASE_FROM, OPEN_STATUSES, Case
 from storage.errors import StorageError
 
 ROLES = ("officer", "supervisor", "operator", "admin")
@@ -390,11 +390,10 @@ def cockpit_counters(conn: psycopg.Connection, silent_after_s: int) -> dict[str,
     today, frames queued."""
     open_by_status = dict(conn.execute(
         "SELECT status, count(*) FROM cases WHERE fused_into IS NULL "
-        "AND status IN ('flagged', 'under_review', 'confirmed', 'notified') GROUP BY 1"))
+        "AND status = ANY(%s) GROUP BY 1", (list(OPEN_STATUSES),)))
     open_by_rule = dict(conn.execute(
         "SELECT rule_id, count(*) FROM cases WHERE fused_into IS NULL "
-        "AND status IN ('flagged', 'under_review', 'confirmed', 'notified') "
-        "GROUP BY 1 ORDER BY 2 DESC"))
+        "AND status = ANY(%s) GROUP BY 1 ORDER BY 2 DESC", (list(OPEN_STATUSES),)))
     devices = conn.execute(
         "SELECT count(*) FILTER (WHERE ds.status = 'online'),"
         " count(*) FILTER (WHERE ds.status = 'offline'),"
@@ -423,9 +422,8 @@ def open_case_points(conn: psycopg.Connection, limit: int = 2000) -> list[tuple]
     """(case_id, rule_id, status, subject_id, geometry) of open cases, newest first."""
     return conn.execute(
         "SELECT c.case_id, c.rule_id, c.status, c.subject_id, s.geometry FROM cases c "
-        "JOIN subjects s USING (subject_id) WHERE c.fused_into IS NULL AND c.status IN "
-        "('flagged', 'under_review', 'confirmed', 'notified') "
-        "ORDER BY c.episode_start DESC LIMIT %s", (limit,)).fetchall()
+        "JOIN subjects s USING (subject_id) WHERE c.fused_into IS NULL AND c.status = ANY(%s) "
+        "ORDER BY c.episode_start DESC LIMIT %s", (list(OPEN_STATUSES), limit)).fetchall()
 
 
 def subject_row(conn: psycopg.Connection, subject_id: str) -> tuple | None:

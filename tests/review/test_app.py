@@ -168,6 +168,8 @@ def test_confirmation_turning_a_code_red_needs_a_supervisor(app, env):
         r = client.post(f"/api/cases/{env.drone_case}/decision", json=body,
                         headers={"X-CSRF-Token": client.cookies.get("cw_csrf")})
         assert r.status_code == 403 and "supervisor" in r.json()["detail"]
+    with env.db.connection() as conn:  # the refused confirmation changed nothing
+        assert case_store.get_case(conn, env.drone_case).case.status == "flagged"
     with TestClient(app) as client:
         login(client, "supervisor")
         r = client.post(f"/api/cases/{env.drone_case}/decision", json=body,
@@ -259,6 +261,9 @@ def test_evidence_served_verified_and_immutable(app, env):
         path.write_bytes(path.read_bytes()[:-1] + b"\x00")
         r = client.get(f"/evidence/{env.frames[1]}")
         assert r.status_code == 500 and "altered" in r.json()["detail"]
+        login(client, "officer")
+        r = client.get(f"/cases/{env.drone_case}/package.zip")
+        assert r.status_code == 500 and "cannot export" in r.text, r.text[:300]
 
 
 def test_case_page_shows_boxes_chart_devices_and_gate(app, env):
@@ -331,6 +336,8 @@ def test_api_token_reads_without_cookies(app, env):
         assert api.get("/api/cases").status_code == 401
         r = api.get("/api/cases", headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 200 and len(r.json()["cases"]) == 2
+        r = api.get("/api/cockpit", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200 and r.json()["open_by_status"] == {"flagged": 2}
         r = api.post(f"/api/cases/{env.fume_case}/decision", json={"action": "confirm",
                      "reason": "x"}, headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 403  # an operator's token cannot decide
