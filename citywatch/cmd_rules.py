@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from citywatch import app
 from citywatch.cmd_review import register_case_export
-from citywatch.console import emit, load_config
+from citywatch.console import emit, load_config, parse_time
 from detectors.base import DetectorError
 from rules.credit import code_at, refresh
 from rules.engine import EngineBusy, evaluate, load_rules
@@ -86,13 +86,6 @@ def register(sub) -> None:
     p.set_defaults(func=trends_list)
 
 
-def _time(text: str | None, tz: str) -> datetime | None:
-    if not text:
-        return None
-    t = datetime.fromisoformat(text)
-    return t if t.tzinfo else t.replace(tzinfo=ZoneInfo(tz))
-
-
 def rules_check(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     try:
@@ -119,8 +112,8 @@ def rules_run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     db = app.open_database(cfg)
     try:
-        result = evaluate(cfg.rules, db, since=_time(args.since, cfg.rules.timezone),
-                          until=_time(args.until, cfg.rules.timezone))
+        result = evaluate(cfg.rules, db, since=parse_time(args.since, cfg.rules.timezone),
+                          until=parse_time(args.until, cfg.rules.timezone))
     except RuleSetError as exc:
         print("rule errors:\n  " + "\n  ".join(exc.problems), file=sys.stderr)
         return 2

@@ -25,6 +25,14 @@ def load_config(args: argparse.Namespace) -> config_mod.AppConfig:
     return config
 
 
+def parse_time(text: str | None, tz: str) -> datetime | None:
+    """A time given on the command line (ISO 8601); one without an offset is read in zone `tz`."""
+    if not text:
+        return None
+    t = datetime.fromisoformat(text)
+    return t if t.tzinfo else t.replace(tzinfo=ZoneInfo(tz))
+
+
 def json_value(value):
     """JSON for what json cannot write itself: a time as RFC 3339 with the offset of the
     configured zone (one convention in all output), anything else as its text."""

@@ -348,6 +348,27 @@ def plan_for_polygon(registry: Registry, polygon: Polygon, cfg: FlightsConfig, *
                   device_id=d.device_id, subject_ids=inside)
 
 
+def plan_request(registry: Registry, cfg: FlightsConfig, *, subject: str | None = None,
+                 street: str | None = None, polygon: dict | None = None,
+                 device_id: str | None = None, alt_m: float | None = None,
+                 pattern: str | None = None) -> Plan:
+    """The plan an operator asks for by exactly one of a subject id, a street id or a GeoJSON
+    polygon (a geometry, a Feature, or a FeatureCollection whose first feature is used)."""
+    if sum(x is not None for x in (subject, street, polygon)) != 1:
+        raise PlanError("give exactly one of subject, street, polygon")
+    if subject is not None:
+        return plan_for_subject(registry, subject, cfg, device_id=device_id, alt_m=alt_m,
+                                pattern=pattern)
+    if street is not None:
+        return plan_for_street(registry, street, cfg, device_id=device_id, alt_m=alt_m)
+    geom = polygon
+    if polygon.get("type") == "Feature":
+        geom = polygon["geometry"]
+    elif polygon.get("type") == "FeatureCollection":
+        geom = polygon["features"][0]["geometry"]
+    return plan_for_polygon(registry, shape(geom), cfg, device_id=device_id, alt_m=alt_m)
+
+
 # ----- constraints ---------------------------------------------------------------------
 def _hours(spec: str) -> tuple[time, time]:
     a, b = spec.split("-")
