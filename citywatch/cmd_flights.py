@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from citywatch import app
-from citywatch.console import emit, load_config, parse_time
+from citywatch.console import emit, load_config, parse_time, time_arg
 from citywatch.service import stop_on_signals
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def register(sub) -> None:
     a = fsub.add_parser("check", help="check a .plan file against every constraint")
     a.add_argument("plan")
     a.add_argument("--drone", help="fly it with this drone instead of the planned one")
-    a.add_argument("--at", help="planned takeoff time (ISO 8601; local if no offset; default now)")
+    a.add_argument("--at", type=time_arg, help="planned takeoff time (ISO 8601; local if no offset; default now)")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=flights_check)
     a = fsub.add_parser("fly", help="check, upload and fly a .plan file; returns when it has landed")
@@ -55,7 +55,7 @@ def register(sub) -> None:
     a.set_defaults(func=flights_status)
     a = fsub.add_parser("list", help="sorties, newest first")
     a.add_argument("--status", action="append", help="only these statuses (repeatable)")
-    a.add_argument("--since", help="created since (ISO 8601)")
+    a.add_argument("--since", type=time_arg, help="created since (ISO 8601)")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=flights_list)
     a = fsub.add_parser("show", help="one sortie with its history")
@@ -74,8 +74,8 @@ def register(sub) -> None:
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=flights_approve)
     a = fsub.add_parser("coverage", help="subjects photographed (fit frames) and missed")
-    a.add_argument("--since", help="from (ISO 8601; default 24 hours ago)")
-    a.add_argument("--until", help="until (default now)")
+    a.add_argument("--since", type=time_arg, help="from (ISO 8601; default 24 hours ago)")
+    a.add_argument("--until", type=time_arg, help="until (default now)")
     a.add_argument("--sortie", type=int, help="one sortie only")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=flights_coverage)

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from citywatch import app
 from citywatch.cmd_review import register_case_export
-from citywatch.console import emit, load_config, parse_time
+from citywatch.console import emit, load_config, parse_time, time_arg
 from detectors.base import DetectorError
 from rules.credit import code_at, refresh
 from rules.engine import EngineBusy, evaluate, load_rules
@@ -28,8 +28,8 @@ def register(sub) -> None:
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=rules_check)
     a = rsub.add_parser("run", help="evaluate the rules once over stored data")
-    a.add_argument("--since", help="event time to start from (ISO 8601; local time if no offset)")
-    a.add_argument("--until", help="event time to stop at (default: after the latest data)")
+    a.add_argument("--since", type=time_arg, help="event time to start from (ISO 8601; local time if no offset)")
+    a.add_argument("--until", type=time_arg, help="event time to stop at (default: after the latest data)")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=rules_run)
 
