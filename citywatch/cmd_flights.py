@@ -155,7 +155,7 @@ def flights_plan(args: argparse.Namespace) -> int:
     ctx = _context(cfg)
     try:
         polygon = json.loads(Path(args.polygon).read_text(encoding="utf-8")) if args.polygon else None
-        plan = planner.plan_request(ctx.registry, ctx.cfg, subject=args.subject, street=args.street,
+        plan = planner.plan_for(ctx.registry, ctx.cfg, subject=args.subject, street=args.street,
                                     polygon=polygon, device_id=args.drone, alt_m=args.alt,
                                     pattern=args.pattern)
     except (planner.PlanError, OSError, ValueError, KeyError) as exc:

@@ -103,7 +103,7 @@ def router(db: Database, ctx: operations.Context, *, viewer: Callable[..., str],
     @r.post("/plan")
     def plan(body: PlanRequest, _: Operator) -> dict:
         try:
-            p = planner.plan_request(ctx.registry, ctx.cfg, subject=body.subject, street=body.street,
+            p = planner.plan_for(ctx.registry, ctx.cfg, subject=body.subject, street=body.street,
                                      polygon=body.polygon, device_id=body.drone, alt_m=body.alt_m,
                                      pattern=body.pattern)
         except (PlanError, ValueError, KeyError) as exc:
