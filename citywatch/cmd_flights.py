@@ -17,8 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from citywatch import app
-from citywatch.cmd_rules import _time
-from citywatch.console import emit, load_config
+from citywatch.console import emit, load_config, parse_time, time_arg
 from citywatch.service import stop_on_signals
 
 log = logging.getLogger(__name__)
@@ -42,7 +41,7 @@ def register(sub) -> None:
     a = fsub.add_parser("check", help="check a .plan file against every constraint")
     a.add_argument("plan")
     a.add_argument("--drone", help="fly it with this drone instead of the planned one")
-    a.add_argument("--at", help="planned takeoff time (ISO 8601; local if no offset; default now)")
+    a.add_argument("--at", type=time_arg, help="planned takeoff time (ISO 8601; local if no offset; default now)")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=flights_check)
     a = fsub.add_parser("fly", help="check, upload and fly a .plan file; returns when it has landed")
@@ -56,7 +55,7 @@ def register(sub) -> None:
     a.set_defaults(func=flights_status)
     a = fsub.add_parser("list", help="sorties, newest first")
     a.add_argument("--status", action="append", help="only these statuses (repeatable)")
-    a.add_argument("--since", help="created since (ISO 8601)")
+    a.add_argument("--since", type=time_arg, help="created since (ISO 8601)")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=flights_list)
     a = fsub.add_parser("show", help="one sortie with its history")
@@ -75,8 +74,8 @@ def register(sub) -> None:
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=flights_approve)
     a = fsub.add_parser("coverage", help="subjects photographed (fit frames) and missed")
-    a.add_argument("--since", help="from (ISO 8601; default 24 hours ago)")
-    a.add_argument("--until", help="until (default now)")
+    a.add_argument("--since", type=time_arg, help="from (ISO 8601; default 24 hours ago)")
+    a.add_argument("--until", type=time_arg, help="until (default now)")
     a.add_argument("--sortie", type=int, help="one sortie only")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=flights_coverage)
@@ -150,26 +149,15 @@ def _check_json(plan, result) -> dict:
 
 
 def flights_plan(args: argparse.Namespace) -> int:
-    from shapely.geometry import shape
-
     from flights import operations, planner, qgc
 
     cfg = load_config(args)
     ctx = _context(cfg)
     try:
-        if args.subject:
-            plan = planner.plan_for_subject(ctx.registry, args.subject, ctx.cfg, device_id=args.drone,
-                                            alt_m=args.alt, pattern=args.pattern)
-        elif args.street:
-            plan = planner.plan_for_street(ctx.registry, args.street, ctx.cfg, device_id=args.drone,
-                                           alt_m=args.alt)
-        else:
-            doc = json.loads(Path(args.polygon).read_text(encoding="utf-8"))
-            geom = doc.get("geometry", doc) if doc.get("type") == "Feature" else doc
-            if doc.get("type") == "FeatureCollection":
-                geom = doc["features"][0]["geometry"]
-            plan = planner.plan_for_polygon(ctx.registry, shape(geom), ctx.cfg,
-                                            device_id=args.drone, alt_m=args.alt)
+        polygon = json.loads(Path(args.polygon).read_text(encoding="utf-8")) if args.polygon else None
+        plan = planner.plan_for(ctx.registry, ctx.cfg, subject=args.subject, street=args.street,
+                                    polygon=polygon, device_id=args.drone, alt_m=args.alt,
+                                    pattern=args.pattern)
     except (planner.PlanError, OSError, ValueError, KeyError) as exc:
         return _fail(str(exc))
     result = operations.check(ctx, plan)
@@ -187,7 +175,7 @@ def flights_check(args: argparse.Namespace) -> int:
     ctx = _context(cfg)
     try:
         plan = _load_plan(ctx, args.plan, args.drone)
-        result = operations.check(ctx, plan, _time(args.at, cfg.flights.timezone))
+        result = operations.check(ctx, plan, parse_time(args.at, cfg.flights.timezone))
     except planner.PlanError as exc:
         return _fail(str(exc))
     emit(_check_json(plan, result), args.json, _check_text(plan, result))
@@ -248,7 +236,7 @@ def flights_list(args: argparse.Namespace) -> int:
 
     def run(cfg, conn):
         return store.list_sorties(conn, status=args.status,
-                                  since=_time(args.since, cfg.flights.timezone))
+                                  since=parse_time(args.since, cfg.flights.timezone))
 
     rows = _with_db(args, run)
     emit([s.as_dict() for s in rows], args.json, "\n".join(_sortie_text(s) for s in rows) or "no sorties")
@@ -300,8 +288,8 @@ def flights_coverage(args: argparse.Namespace) -> int:
         registry = load_registry(cfg.resolve(cfg.registry.directory))
         if args.sortie:
             return {"sorties": [coverage.of_sortie(conn, registry, store.get(conn, args.sortie)).as_dict()]}
-        until = _time(args.until, cfg.flights.timezone) or datetime.now(UTC)
-        since = _time(args.since, cfg.flights.timezone) or until - timedelta(days=1)
+        until = parse_time(args.until, cfg.flights.timezone) or datetime.now(UTC)
+        since = parse_time(args.since, cfg.flights.timezone) or until - timedelta(days=1)
         return coverage.of_period(conn, registry, since, until)
 
     try:

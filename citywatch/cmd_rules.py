@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from citywatch import app
 from citywatch.cmd_review import register_case_export
-from citywatch.console import emit, load_config
+from citywatch.console import emit, load_config, parse_time, time_arg
 from detectors.base import DetectorError
 from rules.credit import code_at, refresh
 from rules.engine import EngineBusy, evaluate, load_rules
@@ -28,8 +28,8 @@ def register(sub) -> None:
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=rules_check)
     a = rsub.add_parser("run", help="evaluate the rules once over stored data")
-    a.add_argument("--since", help="event time to start from (ISO 8601; local time if no offset)")
-    a.add_argument("--until", help="event time to stop at (default: after the latest data)")
+    a.add_argument("--since", type=time_arg, help="event time to start from (ISO 8601; local time if no offset)")
+    a.add_argument("--until", type=time_arg, help="event time to stop at (default: after the latest data)")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=rules_run)
 
@@ -86,13 +86,6 @@ def register(sub) -> None:
     p.set_defaults(func=trends_list)
 
 
-def _time(text: str | None, tz: str) -> datetime | None:
-    if not text:
-        return None
-    t = datetime.fromisoformat(text)
-    return t if t.tzinfo else t.replace(tzinfo=ZoneInfo(tz))
-
-
 def rules_check(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     try:
@@ -119,8 +112,8 @@ def rules_run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     db = app.open_database(cfg)
     try:
-        result = evaluate(cfg.rules, db, since=_time(args.since, cfg.rules.timezone),
-                          until=_time(args.until, cfg.rules.timezone))
+        result = evaluate(cfg.rules, db, since=parse_time(args.since, cfg.rules.timezone),
+                          until=parse_time(args.until, cfg.rules.timezone))
     except RuleSetError as exc:
         print("rule errors:\n  " + "\n  ".join(exc.problems), file=sys.stderr)
         return 2

@@ -25,6 +25,24 @@ def load_config(args: argparse.Namespace) -> config_mod.AppConfig:
     return config
 
 
+def time_arg(text: str) -> str:
+    """An argparse `type` for a time option: refuse what is not ISO 8601 before anything runs
+    (the zone of a time without an offset is applied later by parse_time)."""
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
+    return text
+
+
+def parse_time(text: str | None, tz: str) -> datetime | None:
+    """A time given on the command line (ISO 8601); one without an offset is read in zone `tz`."""
+    if not text:
+        return None
+    t = datetime.fromisoformat(text)
+    return t if t.tzinfo else t.replace(tzinfo=ZoneInfo(tz))
+
+
 def json_value(value):
     """JSON for what json cannot write itself: a time as RFC 3339 with the offset of the
     configured zone (one convention in all output), anything else as its text."""

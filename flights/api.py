@@ -17,7 +17,6 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
-from shapely.geometry import shape
 
 from flights import coverage, operations, planner, qgc
 from flights.planner import PlanError
@@ -103,19 +102,10 @@ def router(db: Database, ctx: operations.Context, *, viewer: Callable[..., str],
 
     @r.post("/plan")
     def plan(body: PlanRequest, _: Operator) -> dict:
-        chosen = [k for k in ("subject", "street", "polygon") if getattr(body, k) is not None]
-        if len(chosen) != 1:
-            raise HTTPException(422, "give exactly one of subject, street, polygon")
         try:
-            if body.subject:
-                p = planner.plan_for_subject(ctx.registry, body.subject, ctx.cfg, device_id=body.drone,
-                                             alt_m=body.alt_m, pattern=body.pattern)
-            elif body.street:
-                p = planner.plan_for_street(ctx.registry, body.street, ctx.cfg, device_id=body.drone,
-                                            alt_m=body.alt_m)
-            else:
-                p = planner.plan_for_polygon(ctx.registry, shape(body.polygon), ctx.cfg,
-                                             device_id=body.drone, alt_m=body.alt_m)
+            p = planner.plan_for(ctx.registry, ctx.cfg, subject=body.subject, street=body.street,
+                                     polygon=body.polygon, device_id=body.drone, alt_m=body.alt_m,
+                                     pattern=body.pattern)
         except (PlanError, ValueError, KeyError) as exc:
             raise HTTPException(422, str(exc)) from None
         return _check(ctx, p)

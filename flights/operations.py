@@ -131,7 +131,7 @@ def attach_frames(conn, sortie: store.Sortie, actor: str) -> int:
 def plan_request(ctx: Context, registry_subject: str, request: dict,
                  busy: set[str]) -> Plan:
     """A point inspection of a case's subject by the nearest drone that is not flying."""
-    subject = ctx.registry.subject(registry_subject)
+    subject = planner.registry_subject(ctx.registry, registry_subject)
     from shapely.geometry import shape
 
     c = shape(subject.geometry).centroid

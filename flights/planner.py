@@ -32,7 +32,7 @@ from shapely.geometry import LineString, MultiLineString, Point, Polygon, shape
 
 from domain.geo import LocalFrame
 from domain.missions import mission_id
-from domain.records import Device
+from domain.records import Device, Subject
 from domain.registry import Registry
 from flights.config import LEGAL_CEILING_M, FlightsConfig
 
@@ -161,6 +161,13 @@ def drone(registry: Registry, device_id: str) -> Device:
     if "dock" not in d.props:
         raise PlanError(f"drone {device_id}: the registry gives no dock (home) position")
     return d
+
+
+def registry_subject(registry: Registry, subject_id: str) -> Subject:
+    try:
+        return registry.subject(subject_id)
+    except StopIteration:
+        raise PlanError(f"no subject {subject_id!r} in the registry") from None
 
 
 def dock(d: Device) -> tuple[float, float]:
@@ -309,10 +316,7 @@ def plan_for_subject(registry: Registry, subject_id: str, cfg: FlightsConfig, *,
                      device_id: str | None = None, alt_m: float | None = None,
                      pattern: str | None = None) -> Plan:
     """A point inspection of a registry subject by `device_id` or the nearest drone of its area."""
-    try:
-        subject = registry.subject(subject_id)
-    except StopIteration:
-        raise PlanError(f"no subject {subject_id!r} in the registry") from None
+    subject = registry_subject(registry, subject_id)
     c = shape(subject.geometry).centroid
     d = drone(registry, device_id) if device_id else nearest_drone(registry, c.y, c.x,
                                                                      area_id=subject.area_id)
@@ -346,6 +350,27 @@ def plan_for_polygon(registry: Registry, polygon: Polygon, cfg: FlightsConfig, *
                    if s.kind != "area" and polygon.contains(shape(s.geometry).centroid))
     return survey(polygon, dock(d), cfg, alt_m=alt_m, hfov_deg=d.props.get("hfov_deg"),
                   device_id=d.device_id, subject_ids=inside)
+
+
+def plan_for(registry: Registry, cfg: FlightsConfig, *, subject: str | None = None,
+                 street: str | None = None, polygon: dict | None = None,
+                 device_id: str | None = None, alt_m: float | None = None,
+                 pattern: str | None = None) -> Plan:
+    """The plan an operator asks for by exactly one of a subject id, a street id or a GeoJSON
+    polygon (a geometry, a Feature, or a FeatureCollection whose first feature is used)."""
+    if sum(x is not None for x in (subject, street, polygon)) != 1:
+        raise PlanError("give exactly one of subject, street, polygon")
+    if subject is not None:
+        return plan_for_subject(registry, subject, cfg, device_id=device_id, alt_m=alt_m,
+                                pattern=pattern)
+    if street is not None:
+        return plan_for_street(registry, street, cfg, device_id=device_id, alt_m=alt_m)
+    geom = polygon
+    if polygon.get("type") == "Feature":
+        geom = polygon["geometry"]
+    elif polygon.get("type") == "FeatureCollection":
+        geom = polygon["features"][0]["geometry"]
+    return plan_for_polygon(registry, shape(geom), cfg, device_id=device_id, alt_m=alt_m)
 
 
 # ----- constraints ---------------------------------------------------------------------

@@ -7,7 +7,7 @@ transaction, so a sortie never claims to have flown without the history that say
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -196,8 +196,8 @@ def claim_ready(conn: psycopg.Connection, *, statuses: Sequence[str] = ("request
                 limit: int = 10) -> list[Sortie]:
     """Rule-requested sorties the dispatcher may act on: to plan, or planned and allowed to fly.
 
-    Locks the rows (SKIP LOCKED) in the caller's transaction so two dispatchers never
-    take the same sortie."""
+    The rows are locked (SKIP LOCKED) only for the caller's transaction; that one
+    dispatcher acts at a time is the advisory lock held by flights.operations.Dispatcher."""
     rows = conn.execute(
         f"SELECT {_COLUMNS} FROM sorties WHERE status = ANY(%s) AND case_id IS NOT NULL"
         " AND (status = 'requested' OR approval = 'auto' OR approved_by IS NOT NULL)"
@@ -214,7 +214,7 @@ def get(conn: psycopg.Connection, sortie_id: int, *, events: bool = False) -> So
     if events:
         ev = conn.execute("SELECT at, status, reason FROM sortie_events WHERE sortie_id = %s"
                           " ORDER BY id", (sortie_id,)).fetchall()
-        s = Sortie(*(getattr(s, k) for k in Sortie.__slots__[:-1]), events=[tuple(e) for e in ev])
+        s = replace(s, events=[tuple(e) for e in ev])
     return s
 
 

@@ -35,8 +35,16 @@ class Vehicles:
         return sim
 
     def stop(self) -> None:
+        """Stop every vehicle, then raise the first one's failure (one failing must not leave
+        the others flying on their ports)."""
+        failures = []
         for sim in self.started:
-            sim.stop()
+            try:
+                sim.stop()
+            except RuntimeError as exc:
+                failures.append(exc)
+        if failures:
+            raise failures[0]
 
 
 @pytest.fixture

@@ -153,3 +153,10 @@ def test_dispatcher_finds_no_free_drone_when_all_are_flying(db, flight_cfg):
     own = {d.device_id for d in planner.drones_of_area(ctx.registry, site.area_id)}
     plan = operations.plan_request(ctx, "S-001", {"pattern": "hover"}, own)
     assert plan.device_id not in own and len(plan.waypoints) == 1  # a neighbour's drone
+
+
+def test_a_request_for_a_subject_not_in_the_registry_is_refused_not_raised(flight_cfg):
+    """The dispatcher refuses it (PlanError) rather than stopping on it."""
+    ctx = context(flight_cfg, registry_with())
+    with pytest.raises(planner.PlanError, match="no subject 'S-999' in the registry"):
+        operations.plan_request(ctx, "S-999", {}, set())

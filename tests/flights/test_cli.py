@@ -42,6 +42,7 @@ def test_plan_then_check_at_a_time(config, tmp_path):
     (("plan", "--street", "ST-004", "--alt", "150"), 1, "exceeds the ceiling of 120 m"),
     (("plan", "--subject", "S-999"), 2, "no subject 'S-999' in the registry"),
     (("check", "missing.plan"), 2, "missing.plan: No such file or directory"),
+    (("check", "any.plan", "--at", "noon"), 2, "argument --at: 'noon' is not an ISO 8601 time"),
 ])
 def test_refusals_name_the_reason(config, tmp_path, args, code, words):
     r = citywatch(config, tmp_path, *args)

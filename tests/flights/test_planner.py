@@ -195,3 +195,18 @@ def test_frame_footprint_follows_altitude_fov_and_heading(heading, inside, outsi
         for e, n in pts:
             lat, lon = FRAME.to_wgs84(e, n)
             assert fp.contains(shape({"type": "Point", "coordinates": [lon, lat]})) is expected, (e, n)
+
+
+def test_plan_for_reads_a_polygon_as_geometry_feature_or_collection():
+    geom = shape(REGISTRY.subject("AR-01").geometry).buffer(0).__geo_interface__
+    want = planner.plan_for_polygon(REGISTRY, shape(geom), CFG)
+    for doc in (geom, {"type": "Feature", "properties": {}, "geometry": geom},
+                {"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": geom}]}):
+        got = planner.plan_for(REGISTRY, CFG, polygon=doc)
+        assert got.waypoints == want.waypoints and got.subject_ids == want.subject_ids
+
+
+@pytest.mark.parametrize("given", [{}, {"subject": "AR-01", "street": "ST-004"}])
+def test_plan_for_wants_exactly_one_target(given):
+    with pytest.raises(planner.PlanError, match="exactly one"):
+        planner.plan_for(REGISTRY, CFG, **given)
