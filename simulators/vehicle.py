@@ -931,9 +931,11 @@ def run(cfg: VehicleConfig, stop: threading.Event) -> int:
             if sim.error is not None:
                 break
     finally:
+        # no return in here: an exception from the loop (Ctrl-C) must go on after the stop
+        failed = False
         try:
             sim.stop()
         except RuntimeError:
             log.exception("%s: simulator failed", cfg.device_id)
-            return 1
-    return 0
+            failed = True
+    return 1 if failed else 0
