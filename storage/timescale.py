@@ -45,8 +45,11 @@ REFRESH_WINDOW = "3 days"
 
 
 def available(conn: psycopg.Connection) -> bool:
+    """TimescaleDB can be used here: installed on the server and preloaded (a server that
+    has its files but does not preload it refuses CREATE EXTENSION; it stays plain)."""
     return conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')"
+        "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb') "
+        "AND current_setting('shared_preload_libraries') LIKE '%timescaledb%'"
     ).fetchone()[0]
 
 
